@@ -1,0 +1,437 @@
+"""Every write of django-presence. Nothing else saves or updates these models.
+
+Each action runs one short transaction; signals go out with ``transaction.on_commit``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .conf import presence_settings
+from .formatting import format_modern_entry
+from .models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence
+from .queries import presence_event_recipients
+from .signals import presence_changed, presence_enabled_changed
+
+logger = logging.getLogger(__name__)
+
+STATUS_ACTIVE = UserPresence.LEGACY_STATUS_ACTIVE
+STATUS_IDLE = UserPresence.LEGACY_STATUS_IDLE
+
+# A NULL timestamp counts as this old, so the user is treated as newly online.
+NULL_TIMESTAMP_AGE = timedelta(days=1)
+
+API_KEY_LENGTH = 32
+API_KEY_ALPHABET = string.ascii_letters + string.digits
+
+
+# Realms and members ------------------------------------------------------------------------
+
+
+def do_create_realm(string_id: str, name: str, *, presence_disabled: bool = False) -> Realm:
+    """Create a realm together with its presence sequence row (starting at 0)."""
+    with transaction.atomic():
+        realm = Realm.objects.create(
+            string_id=string_id, name=name, presence_disabled=presence_disabled
+        )
+        PresenceSequence.objects.create(realm=realm, last_update_id=0)
+    return realm
+
+
+def do_add_realm_member(
+    user: AbstractBaseUser,
+    realm: Realm,
+    *,
+    role: int = RealmMember.Role.MEMBER,
+    is_bot: bool = False,
+) -> RealmMember:
+    """Make ``user`` a member of ``realm``. A user belongs to one realm at most."""
+    return RealmMember.objects.create(user=user, realm=realm, role=role, is_bot=is_bot)
+
+
+def do_change_member_role(member: RealmMember, role: int) -> None:
+    member.role = role
+    member.save(update_fields=["role"])
+
+
+def do_deactivate_member(member: RealmMember) -> None:
+    """Hide the member from presence and refuse their API keys (USER_DEACTIVATED)."""
+    member.is_active = False
+    member.save(update_fields=["is_active"])
+
+
+def do_reactivate_member(member: RealmMember) -> None:
+    member.is_active = True
+    member.save(update_fields=["is_active"])
+
+
+def do_set_realm_deactivated(realm: Realm, deactivated: bool) -> None:
+    realm.deactivated = deactivated
+    realm.save(update_fields=["deactivated", "updated_at"])
+
+
+def do_set_realm_presence_disabled(realm: Realm, disabled: bool) -> None:
+    realm.presence_disabled = disabled
+    realm.save(update_fields=["presence_disabled", "updated_at"])
+
+
+# API keys ----------------------------------------------------------------------------------
+
+
+def api_key_digest(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def do_create_api_key(member: RealmMember, *, revoke_existing: bool = False) -> tuple[ApiKey, str]:
+    """Issue a new key. Returns the row and the raw key, which is never stored nor shown again."""
+    raw_key = "".join(secrets.choice(API_KEY_ALPHABET) for _ in range(API_KEY_LENGTH))
+    with transaction.atomic():
+        if revoke_existing:
+            do_revoke_api_keys(member)
+        api_key = ApiKey.objects.create(
+            member=member, key_digest=api_key_digest(raw_key), prefix=raw_key[:6]
+        )
+    return api_key, raw_key
+
+
+def do_revoke_api_key(api_key: ApiKey) -> None:
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+
+
+def do_revoke_api_keys(member: RealmMember) -> int:
+    """Revoke every active key of the member; returns how many were revoked."""
+    return ApiKey.objects.filter(member=member, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+
+
+# Presence ----------------------------------------------------------------------------------
+
+
+def update_user_presence(
+    member: RealmMember, *, log_time: datetime, status: str, new_user_input: bool
+) -> None:
+    """What a presence report does: nothing at all for a member in invisible mode.
+
+    ``new_user_input`` feeds Zulip's usage statistics, which this app does not keep; it is
+    accepted so clients can send it."""
+    if member.presence_enabled:
+        do_update_user_presence(member, log_time=log_time, status=status)
+
+
+@dataclass(frozen=True)
+class _PresenceWrite:
+    """The outcome of the last statement of a presence write."""
+
+    last_update_id: int
+    row_written: bool
+
+
+def do_update_user_presence(
+    member: RealmMember,
+    *,
+    log_time: datetime,
+    status: str,
+    force_send_update: bool = False,
+) -> None:
+    """Record a report of ``status`` ("active" or "idle") made at ``log_time``.
+
+    Writes at most once per timestamp per UPDATE_MIN_FREQ_SECONDS, never moves a timestamp
+    backwards, keeps last_connected >= last_active, and bumps the realm sequence only when it
+    writes. Must not run inside an outer transaction: the realm's sequence row is locked from
+    the write until commit, and an outer transaction would hold that hot lock for longer."""
+    if status not in (STATUS_ACTIVE, STATUS_IDLE):
+        raise ValueError(f"invalid presence status {status!r}")
+    conf = presence_settings
+    # Zulip asserts this on every write; checks.py reports it at start-up as well.
+    assert 3 * conf.PING_INTERVAL_SECS + 20 <= conf.OFFLINE_THRESHOLD_SECS
+    min_freq = timedelta(seconds=conf.UPDATE_MIN_FREQ_SECONDS)
+    is_active = status == STATUS_ACTIVE
+
+    with transaction.atomic(durable=True):
+        row = (
+            UserPresence.objects.select_for_update()
+            .filter(user_id=member.user_id)
+            .values_list("id", "last_active_time", "last_connected_time")
+            .first()
+        )
+        changes: dict[str, datetime] = {}
+        if row is None:
+            creating = True
+            last_active = log_time if is_active else None
+            last_connected = log_time
+            since_active = log_time - last_active if last_active else NULL_TIMESTAMP_AGE
+        else:
+            creating = False
+            row_id, last_active, last_connected = row
+            since_active = log_time - last_active if last_active else NULL_TIMESTAMP_AGE
+            since_connected = log_time - last_connected if last_connected else NULL_TIMESTAMP_AGE
+            if since_connected > min_freq:
+                changes["last_connected_time"] = last_connected = log_time
+            if is_active and since_active > min_freq:
+                changes["last_active_time"] = last_active = log_time
+                if last_connected is None or last_connected < log_time:
+                    changes["last_connected_time"] = last_connected = log_time
+
+        became_online = is_active and since_active > timedelta(
+            seconds=conf.CAME_ONLINE_THRESHOLD_SECS
+        )
+
+        write: _PresenceWrite | None = None
+        if creating:
+            write = _insert_presence_row(member, last_active, last_connected)
+            if not write.row_written:
+                # Another request created the row first; it sends the event, we do nothing.
+                logger.info("UserPresence row already created for %s, returning.", member.user_id)
+                return
+        elif changes:
+            write = _update_presence_row(member, row_id, changes)
+
+        realm = member.realm
+        if force_send_update or (not realm.presence_disabled and (creating or became_online)):
+            _send_presence_changed_on_commit(
+                member,
+                last_active=last_active,
+                last_connected=last_connected,
+                last_update_id=write.last_update_id if write else None,
+                log_time=log_time,
+                forced=force_send_update,
+            )
+
+
+def do_set_presence_enabled(
+    member: RealmMember, presence_enabled: bool, *, log_time: datetime | None = None
+) -> None:
+    """Turn invisible mode off (``presence_enabled=True``) or on (``False``).
+
+    Turning presence on records an active report at once and forces a presence_changed signal.
+    Turning it off backdates the row by INVISIBLE_BACKDATE_SECS so the user looks offline at
+    once but keeps a plausible "last seen"; that also forces the signal."""
+    log_time = log_time or timezone.now()
+    if member.presence_enabled == presence_enabled:
+        return
+    with transaction.atomic(durable=True):
+        locked = RealmMember.objects.select_for_update().get(pk=member.pk)
+        if locked.presence_enabled == presence_enabled:
+            member.presence_enabled = presence_enabled
+            return
+        member.presence_enabled = presence_enabled
+        member.save(update_fields=["presence_enabled"])
+        if not presence_enabled:
+            _backdate_presence_row(member, log_time)
+
+        def send_enabled_changed() -> None:
+            presence_enabled_changed.send(
+                sender=RealmMember,
+                user=member.user,
+                member=member,
+                realm=member.realm,
+                presence_enabled=presence_enabled,
+            )
+
+        transaction.on_commit(send_enabled_changed)
+
+    if presence_enabled:
+        # A separate transaction, as do_update_user_presence must not be nested.
+        do_update_user_presence(
+            member, log_time=log_time, status=STATUS_ACTIVE, force_send_update=True
+        )
+
+
+def _backdate_presence_row(member: RealmMember, log_time: datetime) -> None:
+    """Move both timestamps back to at most now - INVISIBLE_BACKDATE_SECS, never forwards.
+    A member with no row keeps having none. Runs inside the caller's transaction."""
+    backdate_to = log_time - timedelta(seconds=presence_settings.INVISIBLE_BACKDATE_SECS)
+    row = (
+        UserPresence.objects.select_for_update()
+        .filter(user_id=member.user_id)
+        .values_list("id", "last_active_time", "last_connected_time")
+        .first()
+    )
+    if row is None:
+        return
+    row_id, last_active, last_connected = row
+    changes: dict[str, datetime] = {}
+    if last_connected is not None and last_connected > backdate_to:
+        changes["last_connected_time"] = last_connected = backdate_to
+    if last_active is not None and last_active > backdate_to:
+        changes["last_active_time"] = last_active = backdate_to
+    if not changes:
+        return
+    write = _update_presence_row(member, row_id, changes)
+    _send_presence_changed_on_commit(
+        member,
+        last_active=last_active,
+        last_connected=last_connected,
+        last_update_id=write.last_update_id,
+        log_time=log_time,
+        forced=True,
+    )
+
+
+def _send_presence_changed_on_commit(
+    member: RealmMember,
+    *,
+    last_active: datetime | None,
+    last_connected: datetime | None,
+    last_update_id: int | None,
+    log_time: datetime,
+    forced: bool,
+) -> None:
+    """Schedule presence_changed for after commit: counting recipients costs more than the
+    write itself, and must not lengthen the transaction that holds the realm lock."""
+    date_joined = member.date_joined
+    presence = format_modern_entry(last_active or date_joined, last_connected or date_joined)
+    server_timestamp = log_time.timestamp()
+
+    def send() -> None:
+        if not forced and _too_many_recipients(member):
+            return
+        presence_changed.send(
+            sender=UserPresence,
+            user=member.user,
+            member=member,
+            realm=member.realm,
+            presence=presence,
+            last_update_id=last_update_id,
+            server_timestamp=server_timestamp,
+            forced=forced,
+        )
+
+    transaction.on_commit(send)
+
+
+def _too_many_recipients(member: RealmMember) -> bool:
+    """Zulip's cut-off for unforced events: more recipients than PRESENCE_USER_LIMIT_FOR_EVENTS."""
+    limit = presence_settings.USER_LIMIT_FOR_EVENTS
+    recipients = presence_event_recipients(member.realm, member)
+    # Counting one past the limit is enough to decide, however large the realm.
+    return recipients[: limit + 1].count() > limit
+
+
+# The last statement of a presence write ----------------------------------------------------
+#
+# The realm's sequence row is incremented and the presence row written in one statement on
+# PostgreSQL (a data-modifying CTE) and in two on other databases. Either way it is the last
+# thing the transaction does, so the sequence row stays locked only from here to commit.
+
+
+def _quoted(model: type[Any], field: str | None = None) -> str:
+    meta = model._meta
+    name = meta.db_table if field is None else meta.get_field(field).column
+    return connection.ops.quote_name(name)
+
+
+def _adapt(value: datetime | None) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _ensure_presence_sequence(realm_id: int) -> None:
+    """Create a missing sequence row (for realms not made by do_create_realm), starting
+    above every id already in use in that realm."""
+    sequence = _quoted(PresenceSequence)
+    presence = _quoted(UserPresence)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {sequence} ({_quoted(PresenceSequence, 'realm')}, "
+            f"{_quoted(PresenceSequence, 'last_update_id')}) "
+            f"SELECT %s, COALESCE(MAX({_quoted(UserPresence, 'last_update_id')}), 0) "
+            f"FROM {presence} WHERE {_quoted(UserPresence, 'realm')} = %s "
+            f"ON CONFLICT ({_quoted(PresenceSequence, 'realm')}) DO NOTHING",
+            [realm_id, realm_id],
+        )
+
+
+def _next_update_id_sql() -> str:
+    return (
+        f"UPDATE {_quoted(PresenceSequence)} "
+        f"SET {_quoted(PresenceSequence, 'last_update_id')} = "
+        f"{_quoted(PresenceSequence, 'last_update_id')} + 1 "
+        f"WHERE {_quoted(PresenceSequence, 'realm')} = %s "
+        f"RETURNING {_quoted(PresenceSequence, 'last_update_id')}"
+    )
+
+
+def _insert_presence_row(
+    member: RealmMember, last_active: datetime | None, last_connected: datetime | None
+) -> _PresenceWrite:
+    columns = ", ".join(
+        _quoted(UserPresence, f)
+        for f in ("user", "realm", "last_active_time", "last_connected_time", "last_update_id")
+    )
+    conflict = f"ON CONFLICT ({_quoted(UserPresence, 'user')}) DO NOTHING"
+    values = [member.user_id, member.realm_id, _adapt(last_active), _adapt(last_connected)]
+    for _attempt in range(2):
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    f"WITH seq AS ({_next_update_id_sql()}), "
+                    f"ins AS (INSERT INTO {_quoted(UserPresence)} ({columns}) "
+                    f"SELECT %s, %s, %s, %s, seq.last_update_id FROM seq {conflict} RETURNING 1) "
+                    f"SELECT (SELECT last_update_id FROM seq), (SELECT COUNT(*) FROM ins)",
+                    [member.realm_id, *values],
+                )
+                update_id, inserted = cursor.fetchone()
+            else:
+                cursor.execute(_next_update_id_sql(), [member.realm_id])
+                fetched = cursor.fetchone()
+                update_id = fetched[0] if fetched else None
+                inserted = 0
+                if update_id is not None:
+                    cursor.execute(
+                        f"INSERT INTO {_quoted(UserPresence)} ({columns}) "
+                        f"VALUES (%s, %s, %s, %s, %s) {conflict}",
+                        [*values, update_id],
+                    )
+                    inserted = cursor.rowcount
+        if update_id is not None:
+            return _PresenceWrite(last_update_id=int(update_id), row_written=inserted == 1)
+        _ensure_presence_sequence(member.realm_id)
+    raise RuntimeError(f"no presence sequence for realm {member.realm_id}")
+
+
+def _update_presence_row(
+    member: RealmMember, row_id: int, changes: dict[str, datetime]
+) -> _PresenceWrite:
+    assignments = ", ".join(f"{_quoted(UserPresence, field)} = %s" for field in changes)
+    values = [_adapt(value) for value in changes.values()]
+    table = _quoted(UserPresence)
+    update_id_column = _quoted(UserPresence, "last_update_id")
+    for _attempt in range(2):
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    f"WITH seq AS ({_next_update_id_sql()}) "
+                    f"UPDATE {table} SET {assignments}, {update_id_column} = seq.last_update_id "
+                    f"FROM seq WHERE {table}.{_quoted(UserPresence, 'id')} = %s "
+                    f"RETURNING seq.last_update_id",
+                    [member.realm_id, *values, row_id],
+                )
+                fetched = cursor.fetchone()
+                update_id = fetched[0] if fetched else None
+            else:
+                cursor.execute(_next_update_id_sql(), [member.realm_id])
+                fetched = cursor.fetchone()
+                update_id = fetched[0] if fetched else None
+                if update_id is not None:
+                    cursor.execute(
+                        f"UPDATE {table} SET {assignments}, {update_id_column} = %s "
+                        f"WHERE {_quoted(UserPresence, 'id')} = %s",
+                        [*values, update_id, row_id],
+                    )
+        if update_id is not None:
+            return _PresenceWrite(last_update_id=int(update_id), row_written=True)
+        _ensure_presence_sequence(member.realm_id)
+    raise RuntimeError(f"no presence sequence for realm {member.realm_id}")

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class PresenceConfig(AppConfig):
+    name = "django_presence"
+    verbose_name = _("Presence")
+    # Explicit, so the host's DEFAULT_AUTO_FIELD never produces migrations for this app.
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks
+
+        checks.register()

@@ -1,0 +1,74 @@
+"""Zulip-style HTTP Basic authentication: ``Authorization: Basic base64(email:api_key)``."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import re
+from typing import Any
+
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.request import Request
+
+from .actions import api_key_digest
+from .exceptions import WWW_AUTHENTICATE, ZulipAuthenticationFailed, ZulipError
+from .models import ApiKey, RealmMember
+
+API_KEY_FORMAT = re.compile(r"[A-Za-z0-9]{32}")
+
+
+def check_member_can_authenticate(member: RealmMember) -> None:
+    """Refuse members of a deactivated realm, and deactivated members, with Zulip's codes."""
+    if member.realm.deactivated:
+        raise ZulipAuthenticationFailed(
+            "This organization has been deactivated", code="REALM_DEACTIVATED"
+        )
+    if not member.is_active or not getattr(member.user, "is_active", True):
+        raise ZulipAuthenticationFailed("Account is deactivated", code="USER_DEACTIVATED")
+
+
+def authenticate_api_key(email: str, raw_key: str) -> RealmMember:
+    """The active member that ``raw_key`` belongs to, if it belongs to ``email``."""
+    if not API_KEY_FORMAT.fullmatch(raw_key):
+        raise ZulipAuthenticationFailed("Malformed API key")
+    digest = api_key_digest(raw_key)
+    api_key = (
+        ApiKey.objects.select_related("member__user", "member__realm")
+        .filter(key_digest=digest, revoked_at__isnull=True)
+        .first()
+    )
+    # The digest lookup goes through an index; the comparisons below run in constant time so
+    # that neither the key nor the email leaks through timing.
+    if api_key is None or not hmac.compare_digest(api_key.key_digest, digest):
+        raise ZulipAuthenticationFailed("Invalid API key")
+    member = api_key.member
+    if not hmac.compare_digest(member.email.lower().encode(), email.strip().lower().encode()):
+        raise ZulipAuthenticationFailed("Invalid API key")
+    check_member_can_authenticate(member)
+    return member
+
+
+class ZulipApiKeyAuthentication(BaseAuthentication):
+    """DRF authentication with the member's email and API key. ``request.auth`` is the
+    RealmMember, so views need no further query to find the caller's realm."""
+
+    def authenticate(self, request: Request) -> tuple[Any, RealmMember] | None:
+        header = get_authorization_header(request)
+        if not header:
+            return None
+        scheme, _, credentials = header.partition(b" ")
+        if scheme.lower() != b"basic":
+            raise ZulipError("This endpoint requires HTTP basic authentication.")
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        email, separator, raw_key = decoded.partition(":")
+        if not separator:
+            raise ZulipAuthenticationFailed("Invalid authorization header for basic auth")
+        member = authenticate_api_key(email, raw_key)
+        return member.user, member
+
+    def authenticate_header(self, request: Request) -> str:
+        return WWW_AUTHENTICATE

@@ -1,0 +1,99 @@
+"""Settings of django-presence, read live from ``django.conf.settings``.
+
+Every setting is a flat ``PRESENCE_*`` name with Zulip's default. Nothing is cached, so
+``override_settings`` and pytest-django's ``settings`` fixture just work. docs/configuration.md
+lists them all (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+
+# Setting name -> default. The properties below read through this table; checks.py validates it.
+DEFAULTS: dict[str, Any] = {
+    "PRESENCE_OFFLINE_THRESHOLD_SECS": 200,
+    "PRESENCE_PING_INTERVAL_SECS": 60,
+    "PRESENCE_UPDATE_MIN_FREQ_SECONDS": 55,
+    "PRESENCE_LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS": 70,
+    "PRESENCE_DEFAULT_HISTORY_LIMIT_DAYS": 14,
+    "PRESENCE_USER_LIMIT_FOR_EVENTS": 100,
+    "PRESENCE_LIMIT_TO_ACCESSIBLE_USERS": False,
+    "PRESENCE_ACCESS_ADAPTER": "django_presence.adapter.DefaultAccessAdapter",
+    "PRESENCE_API_RATE": "200/min",
+    "PRESENCE_SERVER_NAME": "Django presence",
+}
+
+
+class PresenceSettings:
+    """Typed accessors for the app's settings; each returns the host's value or the default."""
+
+    def _get(self, name: str) -> Any:
+        return getattr(django_settings, name, DEFAULTS[name])
+
+    @property
+    def OFFLINE_THRESHOLD_SECS(self) -> int:
+        """Seconds after which clients show a user as offline (Zulip: 200 = 3 * 60 + 20)."""
+        return int(self._get("PRESENCE_OFFLINE_THRESHOLD_SECS"))
+
+    @property
+    def PING_INTERVAL_SECS(self) -> int:
+        """How often clients should report presence (Zulip: 60)."""
+        return int(self._get("PRESENCE_PING_INTERVAL_SECS"))
+
+    @property
+    def UPDATE_MIN_FREQ_SECONDS(self) -> int:
+        """A stored timestamp is only replaced by a report more than this much newer (55)."""
+        return int(self._get("PRESENCE_UPDATE_MIN_FREQ_SECONDS"))
+
+    @property
+    def LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS(self) -> int:
+        """Legacy output says "active" if last_active + this >= last_connected (70)."""
+        return int(self._get("PRESENCE_LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS"))
+
+    @property
+    def DEFAULT_HISTORY_LIMIT_DAYS(self) -> int:
+        """History window of realm reads when the client sends no history_limit_days (14)."""
+        return int(self._get("PRESENCE_DEFAULT_HISTORY_LIMIT_DAYS"))
+
+    @property
+    def USER_LIMIT_FOR_EVENTS(self) -> int:
+        """Above this many recipients, unforced presence_changed signals are not sent (100)."""
+        return int(self._get("PRESENCE_USER_LIMIT_FOR_EVENTS"))
+
+    @property
+    def LIMIT_TO_ACCESSIBLE_USERS(self) -> bool:
+        """Zulip's CAN_ACCESS_ALL_USERS_GROUP_LIMITS_PRESENCE: limit what viewers see to the
+        users the access adapter lets them access (False)."""
+        return bool(self._get("PRESENCE_LIMIT_TO_ACCESSIBLE_USERS"))
+
+    @property
+    def ACCESS_ADAPTER(self) -> str:
+        """Dotted path of the class that decides which users a viewer may access."""
+        return str(self._get("PRESENCE_ACCESS_ADAPTER"))
+
+    @property
+    def API_RATE(self) -> str | None:
+        """DRF throttle rate per user for the presence API ("200/min"); None turns it off."""
+        value = self._get("PRESENCE_API_RATE")
+        return None if value is None else str(value)
+
+    @property
+    def SERVER_NAME(self) -> str:
+        """The realm_name that GET server_settings reports ("Django presence")."""
+        return str(self._get("PRESENCE_SERVER_NAME"))
+
+    @property
+    def CAME_ONLINE_THRESHOLD_SECS(self) -> int:
+        """Derived, not a setting: an active report more than this long after the last one
+        means the user came online (Zulip: offline threshold - ping interval - 10 = 130)."""
+        return self.OFFLINE_THRESHOLD_SECS - self.PING_INTERVAL_SECS - 10
+
+    @property
+    def INVISIBLE_BACKDATE_SECS(self) -> int:
+        """Derived: how far turning on invisible mode backdates the row (200 + 55 + 10 = 265)."""
+        return self.OFFLINE_THRESHOLD_SECS + self.UPDATE_MIN_FREQ_SECONDS + 10
+
+
+presence_settings = PresenceSettings()

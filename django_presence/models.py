@@ -1,0 +1,185 @@
+"""Data model of django-presence.
+
+Zulip keeps presence in two small tables: one row per user with two timestamps, and one
+counter row per organization (realm) that numbers every presence write. This app adds the two
+models Zulip's ``UserProfile`` carries implicitly: the realm itself and a membership record for
+what Django's ``User`` lacks. Nothing here writes: every write goes through
+:mod:`django_presence.actions`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Realm(models.Model):
+    """An organization: all presence data, and its update sequence, is scoped to one realm."""
+
+    name = models.CharField(_("name"), max_length=100)
+    # Zulip's "string id" is the subdomain; here it is the stable handle used by commands.
+    string_id = models.SlugField(_("string id"), max_length=64, unique=True)
+    # Organization-wide switch: when set, presence reads return nothing and no events are sent.
+    presence_disabled = models.BooleanField(_("presence disabled"), default=False)
+    # A deactivated realm refuses every API request (REALM_DEACTIVATED).
+    deactivated = models.BooleanField(_("deactivated"), default=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("realm")
+        verbose_name_plural = _("realms")
+        ordering = ("string_id",)
+
+    def __str__(self) -> str:
+        return self.string_id
+
+
+class RealmMember(models.Model):
+    """What Zulip's UserProfile knows and Django's User does not: realm, bot flag, role,
+    invisible mode. One per user; a user without one cannot use the presence API."""
+
+    class Role(models.IntegerChoices):
+        # Zulip's numeric role values, so exported data lines up with Zulip's.
+        OWNER = 100, _("owner")
+        ADMINISTRATOR = 200, _("administrator")
+        MODERATOR = 300, _("moderator")
+        MEMBER = 400, _("member")
+        GUEST = 600, _("guest")
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="presence_membership",
+        verbose_name=_("user"),
+    )
+    realm = models.ForeignKey(
+        Realm, on_delete=models.CASCADE, related_name="members", verbose_name=_("realm")
+    )
+    role = models.PositiveSmallIntegerField(_("role"), choices=Role.choices, default=Role.MEMBER)
+    is_bot = models.BooleanField(_("bot"), default=False)
+    # Deactivated members are hidden from presence and refused at authentication
+    # (USER_DEACTIVATED), independently of the host's own User.is_active.
+    is_active = models.BooleanField(_("active"), default=True)
+    # Invisible mode is presence_enabled=False: the user's reports are ignored.
+    presence_enabled = models.BooleanField(_("presence enabled"), default=True)
+    # Zulip reports date_joined in place of NULL presence timestamps; custom user models may
+    # not have such a field, so the membership keeps its own.
+    date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("realm member")
+        verbose_name_plural = _("realm members")
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["realm", "is_active", "is_bot"], name="presence_member_realm_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.realm_id})"
+
+    @property
+    def email(self) -> str:
+        """The API email, which in this app is the user's email field."""
+        return str(getattr(self.user, self.user.get_email_field_name(), "") or "")
+
+    @property
+    def is_guest(self) -> bool:
+        return self.role == self.Role.GUEST
+
+
+class UserPresence(models.Model):
+    """One row per user: the last time a client said the user was active, and the last time any
+    client was connected at all. Users can turn updates off (invisible mode), so this row does
+    not tell whether a user was recently active."""
+
+    LEGACY_STATUS_ACTIVE = "active"
+    LEGACY_STATUS_IDLE = "idle"
+    LEGACY_STATUS_ACTIVE_INT = 1
+    LEGACY_STATUS_IDLE_INT = 2
+
+    # The unique constraint doubles as the ON CONFLICT target of the insert.
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="presence",
+        verbose_name=_("user"),
+    )
+    # Copied from the membership so realm-wide reads need no join to filter.
+    realm = models.ForeignKey(Realm, on_delete=models.CASCADE, verbose_name=_("realm"))
+    # NULL means "never": a user who has only been idle has no last_active_time.
+    last_active_time = models.DateTimeField(_("last active"), null=True, blank=True)
+    last_connected_time = models.DateTimeField(_("last connected"), null=True, blank=True)
+    # The realm sequence value of the row's last write; incremental fetches compare against it.
+    last_update_id = models.PositiveBigIntegerField(_("last update id"), default=0)
+
+    class Meta:
+        verbose_name = _("user presence")
+        verbose_name_plural = _("user presences")
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["realm", "last_active_time"], name="presence_realm_active_idx"),
+            models.Index(
+                fields=["realm", "last_connected_time"], name="presence_realm_connected_idx"
+            ),
+            models.Index(fields=["realm", "last_update_id"], name="presence_realm_update_id_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"presence of user {self.user_id} (update {self.last_update_id})"
+
+    @staticmethod
+    def status_from_string(status: str) -> int | None:
+        """Zulip's legacy integer code for a status string; case-sensitive."""
+        if status == UserPresence.LEGACY_STATUS_ACTIVE:
+            return UserPresence.LEGACY_STATUS_ACTIVE_INT
+        if status == UserPresence.LEGACY_STATUS_IDLE:
+            return UserPresence.LEGACY_STATUS_IDLE_INT
+        return None
+
+
+class PresenceSequence(models.Model):
+    """The per-realm counter behind ``last_update_id``, and the lock that serializes presence
+    writes within a realm: a writer increments it as the last statement of its transaction and
+    holds the row lock until commit, so ids become visible in commit order."""
+
+    realm = models.OneToOneField(
+        Realm, on_delete=models.CASCADE, related_name="presence_sequence", verbose_name=_("realm")
+    )
+    last_update_id = models.PositiveBigIntegerField(_("last update id"))
+
+    class Meta:
+        verbose_name = _("presence sequence")
+        verbose_name_plural = _("presence sequences")
+
+    def __str__(self) -> str:
+        return f"{self.realm_id}: {self.last_update_id}"
+
+
+class ApiKey(models.Model):
+    """An API key for Zulip-style HTTP Basic authentication. Only a SHA-256 digest is stored:
+    keys are 32 random alphanumerics (about 190 bits), so a slow password hash adds nothing."""
+
+    member = models.ForeignKey(
+        RealmMember, on_delete=models.CASCADE, related_name="api_keys", verbose_name=_("member")
+    )
+    key_digest = models.CharField(_("key digest"), max_length=64, unique=True, editable=False)
+    # The first characters, so an operator can tell keys apart without the secret.
+    prefix = models.CharField(_("prefix"), max_length=8, editable=False)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        state = "revoked" if self.revoked_at else "active"
+        return f"{self.prefix}… ({state})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -1,0 +1,39 @@
+"""DRF permission classes of the presence API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ObjectDoesNotExist
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from .authentication import check_member_can_authenticate
+from .exceptions import ZulipError
+from .models import RealmMember
+
+
+def get_request_member(request: Request) -> RealmMember:
+    """The caller's membership: set by API-key authentication, looked up for sessions."""
+    if isinstance(request.auth, RealmMember):
+        return request.auth
+    try:
+        member: RealmMember = RealmMember.objects.select_related("realm", "user").get(
+            user_id=request.user.pk
+        )
+    except ObjectDoesNotExist:
+        raise ZulipError(
+            "This user is not a member of any organization", code="UNAUTHORIZED", http_status=403
+        ) from None
+    request.auth = member
+    return member
+
+
+class IsActiveRealmMember(BasePermission):
+    """An authenticated user with an active membership in an active realm."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False
+        check_member_can_authenticate(get_request_member(request))
+        return True

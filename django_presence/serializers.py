@@ -1,0 +1,120 @@
+"""Input validation: Zulip's parameters are form or query values, JSON-encoded and strictly typed
+(``ping_only=1`` is not a boolean). Every 4xx about parameters comes from here, with Zulip's
+exact messages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from rest_framework import serializers
+
+from .exceptions import ZulipError
+from .models import UserPresence
+
+
+class JsonField(serializers.Field):  # type: ignore[type-arg]
+    """A JSON-encoded value of one Python type."""
+
+    json_type: ClassVar[type] = object
+    type_name: ClassVar[str] = "value"
+
+    def to_internal_value(self, data: Any) -> Any:
+        try:
+            value = json.loads(data)
+        except (TypeError, ValueError):
+            raise serializers.ValidationError(
+                f"{self.field_name} is not valid JSON", code="invalid"
+            ) from None
+        # bool is a subclass of int, and never an integer on the wire.
+        if not isinstance(value, self.json_type) or (
+            self.json_type is int and isinstance(value, bool)
+        ):
+            raise serializers.ValidationError(
+                f"{self.field_name} is not {self.type_name}", code="invalid"
+            )
+        return value
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class JsonBooleanField(JsonField):
+    json_type = bool
+    type_name = "a boolean"
+
+
+class JsonIntegerField(JsonField):
+    json_type = int
+    type_name = "an integer"
+
+
+class RawStringField(serializers.CharField):
+    """A string sent as is (not JSON-quoted), kept exactly as sent."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        kwargs.setdefault("allow_blank", True)
+        super().__init__(**kwargs)
+
+
+class ZulipParamsSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """Validates request parameters and raises the first error, in field order, as Zulip does.
+
+    Parameters the endpoint does not know are not errors: ``unknown_parameters`` lists them for
+    the response's ``ignored_parameters_unsupported``."""
+
+    # Accepted everywhere and never reported as ignored (Zulip's client-name override).
+    silently_accepted: ClassVar[frozenset[str]] = frozenset({"client"})
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+        serializer = cls(data=dict(params))
+        if not serializer.is_valid():
+            raise cls._first_error(serializer.errors)
+        known = set(serializer.fields) | cls.silently_accepted
+        unknown = sorted(name for name in params if name not in known)
+        return dict(serializer.validated_data), unknown
+
+    @classmethod
+    def _first_error(cls, errors: Mapping[str, Any]) -> ZulipError:
+        for name in cls._declared_fields:
+            if name in errors:
+                detail = errors[name][0]
+                if getattr(detail, "code", None) == "required":
+                    return ZulipError(
+                        f"Missing '{name}' argument",
+                        code="REQUEST_VARIABLE_MISSING",
+                        extra={"var_name": name},
+                    )
+                return ZulipError(str(detail))
+        detail = errors.get("non_field_errors", ["Invalid request"])[0]
+        return ZulipError(str(detail))
+
+
+class UpdatePresenceParams(ZulipParamsSerializer):
+    """POST users/me/presence."""
+
+    history_limit_days = JsonIntegerField(required=False)
+    last_update_id = JsonIntegerField(required=False)
+    new_user_input = JsonBooleanField(required=False, default=False)
+    ping_only = JsonBooleanField(required=False, default=False)
+    slim_presence = JsonBooleanField(required=False, default=False)
+    status = RawStringField()
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Checked after every type check, as Zulip does.
+        if UserPresence.status_from_string(attrs["status"]) is None:
+            raise serializers.ValidationError(f"Invalid status: {attrs['status']}")
+        return attrs
+
+
+class NoParams(ZulipParamsSerializer):
+    """Endpoints that take no parameters: anything sent is reported as ignored."""
+
+
+class UpdateSettingsParams(ZulipParamsSerializer):
+    """PATCH settings: only presence_enabled is supported by this app."""
+
+    presence_enabled = JsonBooleanField(required=False)

@@ -1,0 +1,32 @@
+"""Signals of django-presence. Declarations only; they are sent from actions.py, always after
+the writing transaction commits (``transaction.on_commit``), with keyword arguments only.
+docs/signals.md documents each one."""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+# Sent when Zulip would send a ``presence`` event: the user's first presence row was created,
+# the user came online (active after more than the came-online threshold), or the update was
+# forced (invisible mode toggled). Not sent for ordinary refreshes, nor (unless forced) when the
+# realm has presence disabled or more active members than PRESENCE_USER_LIMIT_FOR_EVENTS.
+#
+# sender:           UserPresence
+# user:             the host's user instance whose presence changed
+# member:           their RealmMember
+# realm:            the Realm
+# presence:         the modern entry, {"active_timestamp": int, "idle_timestamp": int}
+# last_update_id:   the row's last_update_id after the write (int), or None when a forced
+#                   update found nothing to write
+# server_timestamp: when the change was made, float UNIX seconds
+# forced:           True when sent because the update was forced (invisible-mode toggle)
+presence_changed = Signal()
+
+# Sent when a member turns invisible mode on or off (RealmMember.presence_enabled changes).
+#
+# sender:           RealmMember
+# user:             the host's user instance
+# member:           their RealmMember (already saved with the new value)
+# realm:            the Realm
+# presence_enabled: the new value (False means invisible)
+presence_enabled_changed = Signal()

@@ -1,0 +1,204 @@
+"""The HTTP endpoints: thin adapters from a request to one action or query.
+
+Routes (relative to the include point, no trailing slashes) are in urls.py. Every response is
+Zulip's envelope: HTTP 200 ``{"result": "success", "msg": "", ...}`` or an error from
+exceptions.py.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from django.utils import timezone
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import __version__
+from .actions import do_set_presence_enabled, update_user_presence
+from .adapter import get_access_adapter
+from .authentication import ZulipApiKeyAuthentication
+from .conf import presence_settings
+from .exceptions import ZulipError, zulip_exception_handler
+from .formatting import format_single_user_entry
+from .permissions import IsActiveRealmMember, get_request_member
+from .queries import get_member_by_id_or_email, get_presence_dict_by_realm, get_presence_for_user
+from .serializers import NoParams, UpdatePresenceParams, UpdateSettingsParams, ZulipParamsSerializer
+from .throttling import PresenceRateThrottle
+
+# The Zulip version this app reports, and the API feature level whose presence behaviour it
+# implements (288: history_limit_days).
+ZULIP_VERSION = f"10.0-django-presence-{__version__}"
+ZULIP_FEATURE_LEVEL = 288
+
+
+class AlwaysJSON(BaseContentNegotiation):
+    """Zulip answers JSON whatever the Accept header says."""
+
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        content_type = request.content_type.split(";")[0].strip()
+        return next((p for p in parsers if p.media_type == content_type), None)
+
+    def select_renderer(
+        self, request: Request, renderers: Any, format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        return renderers[0], renderers[0].media_type
+
+
+class PresenceAPIView(APIView):
+    """Base of the app's views: Zulip-style auth, envelope, rate limit and parameters."""
+
+    authentication_classes: ClassVar[list[Any]] = [
+        ZulipApiKeyAuthentication,
+        SessionAuthentication,
+    ]
+    permission_classes: ClassVar[list[Any]] = [IsActiveRealmMember]
+    throttle_classes: ClassVar[list[Any]] = [PresenceRateThrottle]
+    parser_classes: ClassVar[list[Any]] = [FormParser, MultiPartParser]
+    renderer_classes: ClassVar[list[Any]] = [JSONRenderer]
+    content_negotiation_class = AlwaysJSON
+
+    def get_exception_handler(self) -> Any:
+        return zulip_exception_handler
+
+    def parse_params(
+        self, request: Request, params_class: type[ZulipParamsSerializer]
+    ) -> dict[str, Any]:
+        """Validate query and body parameters (the body wins); remembers the unknown ones."""
+        params = {key: request.query_params[key] for key in request.query_params}
+        params.update({key: request.data[key] for key in request.data})
+        values, self.ignored_parameters = params_class.parse(params)
+        return values
+
+    def success(self, data: dict[str, Any] | None = None) -> Response:
+        body: dict[str, Any] = {"result": "success", "msg": "", **(data or {})}
+        if getattr(self, "ignored_parameters", None):
+            body["ignored_parameters_unsupported"] = self.ignored_parameters
+        return Response(body)
+
+
+class UpdatePresenceView(PresenceAPIView):
+    """POST users/me/presence: report the caller's status, get the realm's presence back."""
+
+    def post(self, request: Request) -> Response:
+        member = get_request_member(request)
+        if member.is_bot:
+            raise ZulipError("This endpoint does not accept bot requests.")
+        params = self.parse_params(request, UpdatePresenceParams)
+        update_user_presence(
+            member,
+            log_time=timezone.now(),
+            status=params["status"],
+            new_user_input=params["new_user_input"],
+        )
+        if params["ping_only"]:
+            return self.success()
+        last_update_id = params.get("last_update_id")
+        presences, presence_last_update_id = get_presence_dict_by_realm(
+            member.realm,
+            member,
+            # Sending last_update_id at all asks for the modern format.
+            slim_presence=params["slim_presence"] or last_update_id is not None,
+            last_update_id=last_update_id,
+            history_limit_days=params.get("history_limit_days"),
+        )
+        return self.success(
+            {
+                "presences": presences,
+                "server_timestamp": time.time(),
+                "presence_last_update_id": presence_last_update_id,
+            }
+        )
+
+
+class UserPresenceView(PresenceAPIView):
+    """GET users/<user_id_or_email>/presence: one user's presence, with no time window."""
+
+    def get(self, request: Request, user_id_or_email: str) -> Response:
+        viewer = get_request_member(request)
+        self.parse_params(request, NoParams)
+        realm = viewer.realm
+        target = get_member_by_id_or_email(realm, user_id_or_email)
+        if target is None:
+            raise ZulipError("No such user")
+        if target.is_bot:
+            raise ZulipError("Presence is not supported for bot users.")
+        if presence_settings.LIMIT_TO_ACCESSIBLE_USERS and not get_access_adapter().can_access(
+            viewer, target
+        ):
+            raise ZulipError("Insufficient permission")
+        timestamps = get_presence_for_user(realm, target)
+        if timestamps is None:
+            raise ZulipError(f"No presence data for {user_id_or_email}")
+        presence = format_single_user_entry(
+            *timestamps,
+            now=timezone.now(),
+            activity_offset_secs=presence_settings.LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS,
+            offline_threshold_secs=presence_settings.OFFLINE_THRESHOLD_SECS,
+        )
+        return self.success({"presence": presence})
+
+
+class RealmPresenceView(PresenceAPIView):
+    """GET realm/presence: the realm's presence in the legacy format, default window."""
+
+    def get(self, request: Request) -> Response:
+        viewer = get_request_member(request)
+        self.parse_params(request, NoParams)
+        presences, _update_id = get_presence_dict_by_realm(
+            viewer.realm, viewer, slim_presence=False
+        )
+        return self.success({"presences": presences, "server_timestamp": time.time()})
+
+
+class SettingsView(PresenceAPIView):
+    """PATCH settings: presence_enabled (invisible mode); other settings are ignored."""
+
+    def patch(self, request: Request) -> Response:
+        member = get_request_member(request)
+        params = self.parse_params(request, UpdateSettingsParams)
+        if "presence_enabled" in params:
+            do_set_presence_enabled(member, params["presence_enabled"])
+        return self.success()
+
+
+class ServerSettingsView(PresenceAPIView):
+    """GET server_settings: what Zulip clients read before anything else. No authentication:
+    clients send their credentials here too, and they must not be checked."""
+
+    authentication_classes: ClassVar[list[Any]] = []
+    permission_classes: ClassVar[list[Any]] = [AllowAny]
+    throttle_classes: ClassVar[list[Any]] = []
+
+    def get(self, request: Request) -> Response:
+        self.parse_params(request, NoParams)
+        realm_url = request.build_absolute_uri("/").rstrip("/")
+        return self.success(
+            {
+                "zulip_version": ZULIP_VERSION,
+                "zulip_feature_level": ZULIP_FEATURE_LEVEL,
+                "zulip_merge_base": ZULIP_VERSION,
+                "push_notifications_enabled": False,
+                "is_incompatible": False,
+                "email_auth_enabled": False,
+                "require_email_format_usernames": True,
+                "authentication_methods": {"password": False, "dev": False},
+                "external_authentication_methods": [],
+                "realm_uri": realm_url,
+                "realm_url": realm_url,
+                "realm_name": presence_settings.SERVER_NAME,
+                "realm_icon": "",
+                "realm_description": "",
+                "realm_web_public_access_enabled": False,
+                "server_presence_ping_interval_seconds": presence_settings.PING_INTERVAL_SECS,
+                "server_presence_offline_threshold_seconds": (
+                    presence_settings.OFFLINE_THRESHOLD_SECS
+                ),
+            }
+        )

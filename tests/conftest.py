@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from django_presence import actions
+from django_presence.models import RealmMember
+
+from .factories import MemberFactory, RealmFactory
+
+
+class ZulipClient(APIClient):
+    """A test client authenticated as one member with Zulip-style Basic auth."""
+
+    member: RealmMember
+    api_key: str
+
+
+def basic_auth(email: str, api_key: str) -> str:
+    return "Basic " + base64.b64encode(f"{email}:{api_key}".encode()).decode()
+
+
+@pytest.fixture
+def realm(db):
+    return RealmFactory(string_id="zulip", name="Zulip Dev")
+
+
+@pytest.fixture
+def make_member(db, realm) -> Callable[..., RealmMember]:
+    def make(**kwargs: Any) -> RealmMember:
+        kwargs.setdefault("realm", realm)
+        return MemberFactory(**kwargs)
+
+    return make
+
+
+@pytest.fixture
+def api_client_for() -> Callable[[RealmMember], ZulipClient]:
+    def make(member: RealmMember) -> ZulipClient:
+        _key, raw_key = actions.do_create_api_key(member)
+        client = ZulipClient()
+        client.credentials(HTTP_AUTHORIZATION=basic_auth(member.email, raw_key))
+        client.member = member
+        client.api_key = raw_key
+        return client
+
+    return make
