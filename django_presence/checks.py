@@ -71,15 +71,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     rate = _value("PRESENCE_API_RATE")
-    if rate is not None:
-        if not isinstance(rate, str) or not DRF_RATE.fullmatch(rate):
-            errors.append(
-                checks.Error(
-                    f"PRESENCE_API_RATE {rate!r} is not a DRF rate.",
-                    hint='Use "<number>/<sec|min|hour|day>", e.g. "200/min", or None.',
-                    id=E_API_RATE,
-                )
+    if rate is not None and (not isinstance(rate, str) or not DRF_RATE.fullmatch(rate)):
+        errors.append(
+            checks.Error(
+                f"PRESENCE_API_RATE {rate!r} is not a DRF rate.",
+                hint='Use "<number>/<sec|min|hour|day>", e.g. "200/min", or None.',
+                id=E_API_RATE,
             )
+        )
     if not isinstance(_value("PRESENCE_SERVER_NAME"), str):
         errors.append(checks.Error("PRESENCE_SERVER_NAME must be a string.", id=E_SERVER_NAME))
     ping, offline = _value("PRESENCE_PING_INTERVAL_SECS"), _value("PRESENCE_OFFLINE_THRESHOLD_SECS")
