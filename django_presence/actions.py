@@ -56,7 +56,7 @@ def do_add_realm_member(
     is_bot: bool = False,
 ) -> RealmMember:
     """Make ``user`` a member of ``realm``. A user belongs to one realm at most."""
-    return RealmMember.objects.create(user=user, realm=realm, role=role, is_bot=is_bot)
+    return RealmMember.objects.create(user_id=user.pk, realm=realm, role=role, is_bot=is_bot)
 
 
 def do_change_member_role(member: RealmMember, role: int) -> None:
@@ -168,6 +168,8 @@ def do_update_user_presence(
             .first()
         )
         changes: dict[str, datetime] = {}
+        last_active: datetime | None
+        last_connected: datetime | None
         if row is None:
             creating = True
             last_active = log_time if is_active else None

@@ -24,7 +24,7 @@ WWW_AUTHENTICATE = 'Basic realm="zulip"'
 class ZulipError(exceptions.APIException):
     """An API error with Zulip's code and optional extra body keys (default: 400 BAD_REQUEST)."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
 
     def __init__(
         self,
@@ -90,7 +90,7 @@ def zulip_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
     elif isinstance(exc, exceptions.Throttled):
         code = "RATE_LIMIT_HIT"
         msg = "API usage exceeded rate limit"
-        wait = float(exc.wait or 0)
+        wait = float(getattr(exc, "wait", None) or 0)
         extra = {"retry-after": wait}
         response["Retry-After"] = str(math.ceil(wait))
     elif isinstance(exc, exceptions.MethodNotAllowed):

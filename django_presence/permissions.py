@@ -17,9 +17,10 @@ def get_request_member(request: Request) -> RealmMember:
     """The caller's membership: set by API-key authentication, looked up for sessions."""
     if isinstance(request.auth, RealmMember):
         return request.auth
+    user_pk: Any = request.user.pk
     try:
         member: RealmMember = RealmMember.objects.select_related("realm", "user").get(
-            user_id=request.user.pk
+            user_id=user_pk
         )
     except ObjectDoesNotExist:
         raise ZulipError(

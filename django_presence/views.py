@@ -8,7 +8,8 @@ exceptions.py.
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any
 
 from django.utils import timezone
 from rest_framework.authentication import SessionAuthentication
@@ -54,14 +55,14 @@ class AlwaysJSON(BaseContentNegotiation):
 class PresenceAPIView(APIView):
     """Base of the app's views: Zulip-style auth, envelope, rate limit and parameters."""
 
-    authentication_classes: ClassVar[list[Any]] = [
+    authentication_classes = [
         ZulipApiKeyAuthentication,
         SessionAuthentication,
     ]
-    permission_classes: ClassVar[list[Any]] = [IsActiveRealmMember]
-    throttle_classes: ClassVar[list[Any]] = [PresenceRateThrottle]
-    parser_classes: ClassVar[list[Any]] = [FormParser, MultiPartParser]
-    renderer_classes: ClassVar[list[Any]] = [JSONRenderer]
+    permission_classes = [IsActiveRealmMember]
+    throttle_classes = [PresenceRateThrottle]
+    parser_classes = [FormParser, MultiPartParser]
+    renderer_classes = [JSONRenderer]
     content_negotiation_class = AlwaysJSON
 
     def get_exception_handler(self) -> Any:
@@ -72,7 +73,8 @@ class PresenceAPIView(APIView):
     ) -> dict[str, Any]:
         """Validate query and body parameters (the body wins); remembers the unknown ones."""
         params = {key: request.query_params[key] for key in request.query_params}
-        params.update({key: request.data[key] for key in request.data})
+        if isinstance(request.data, Mapping):  # form and multipart bodies only
+            params.update({str(key): value for key, value in request.data.items()})
         values, self.ignored_parameters = params_class.parse(params)
         return values
 
@@ -172,9 +174,9 @@ class ServerSettingsView(PresenceAPIView):
     """GET server_settings: what Zulip clients read before anything else. No authentication:
     clients send their credentials here too, and they must not be checked."""
 
-    authentication_classes: ClassVar[list[Any]] = []
-    permission_classes: ClassVar[list[Any]] = [AllowAny]
-    throttle_classes: ClassVar[list[Any]] = []
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = []
 
     def get(self, request: Request) -> Response:
         self.parse_params(request, NoParams)

@@ -4,6 +4,7 @@ the PostgreSQL server at PRESENCE_TEST_PG_HOST (127.0.0.1:5432, user postgres)."
 from __future__ import annotations
 
 import os
+from typing import Any
 
 SECRET_KEY = "django-presence-tests"
 DEBUG = False
@@ -48,7 +49,7 @@ TEMPLATES = [
 ]
 
 if os.environ.get("PRESENCE_TEST_DATABASE") == "postgres":
-    DATABASES = {
+    DATABASES: dict[str, dict[str, Any]] = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": os.environ.get("PRESENCE_TEST_PG_NAME", "django_presence"),
