@@ -1,0 +1,199 @@
+"""The write path at the action level: when signals fire, the sequence, and its guard rails."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from django_presence import actions
+from django_presence.models import PresenceSequence, Realm, UserPresence
+from django_presence.signals import presence_changed, presence_enabled_changed
+
+T0 = timezone.now().replace(microsecond=0) - timedelta(days=1)
+
+
+@pytest.fixture
+def received():
+    """Every presence_changed and presence_enabled_changed send, as (signal name, kwargs)."""
+    log: list[tuple[str, dict]] = []
+
+    def on_changed(sender, **kwargs):
+        assert sender is UserPresence
+        log.append(("presence_changed", kwargs))
+
+    def on_enabled(sender, **kwargs):
+        log.append(("presence_enabled_changed", kwargs))
+
+    presence_changed.connect(on_changed)
+    presence_enabled_changed.connect(on_enabled)
+    yield log
+    presence_changed.disconnect(on_changed)
+    presence_enabled_changed.disconnect(on_enabled)
+
+
+def report(member, seconds, status="active", **kwargs):
+    actions.do_update_user_presence(
+        member, log_time=T0 + timedelta(seconds=seconds), status=status, **kwargs
+    )
+
+
+def row(member):
+    return UserPresence.objects.get(user_id=member.user_id)
+
+
+@pytest.mark.django_db
+def test_signal_on_creation_with_documented_arguments(
+    make_member, received, django_capture_on_commit_callbacks
+):
+    hamlet = make_member()
+    with django_capture_on_commit_callbacks(execute=True):
+        report(hamlet, 0, "idle")
+    assert len(received) == 1
+    name, kwargs = received[0]
+    assert name == "presence_changed"
+    ts = int(T0.timestamp())
+    # An idle first report has no active time: the join date stands in for it.
+    assert kwargs == {
+        "signal": presence_changed,
+        "user": hamlet.user,
+        "member": hamlet,
+        "realm": hamlet.realm,
+        "presence": {
+            "active_timestamp": int(hamlet.date_joined.timestamp()),
+            "idle_timestamp": ts,
+        },
+        "last_update_id": 1,
+        "server_timestamp": T0.timestamp(),
+        "forced": False,
+    }
+
+
+@pytest.mark.django_db
+def test_signal_only_when_coming_online(make_member, received, django_capture_on_commit_callbacks):
+    hamlet = make_member()
+    with django_capture_on_commit_callbacks(execute=True):
+        report(hamlet, 0)  # created: signal
+        report(hamlet, 60)  # ordinary refresh: a write, no signal
+        report(hamlet, 60 + 130)  # 130 s since last active is not more than 130: no signal
+        report(hamlet, 60 + 130 + 131, "idle")  # idle never comes online
+        report(hamlet, 60 + 130 + 131 + 131)  # 131 s after the last active report: online
+    assert [kwargs["last_update_id"] for _, kwargs in received] == [1, 5]
+    assert row(hamlet).last_update_id == 5
+
+
+@pytest.mark.django_db
+def test_no_signal_in_presence_disabled_realm_unless_forced(
+    make_member, received, django_capture_on_commit_callbacks
+):
+    hamlet = make_member()
+    actions.do_set_realm_presence_disabled(hamlet.realm, True)
+    with django_capture_on_commit_callbacks(execute=True):
+        report(hamlet, 0)
+        report(hamlet, 500, force_send_update=True)
+    assert [kwargs["forced"] for _, kwargs in received] == [True]
+
+
+@pytest.mark.django_db
+def test_user_limit_for_events(make_member, received, settings, django_capture_on_commit_callbacks):
+    settings.PRESENCE_USER_LIMIT_FOR_EVENTS = 3
+    members = [make_member() for _ in range(3)]
+    with django_capture_on_commit_callbacks(execute=True):
+        report(members[0], 0)
+    assert len(received) == 1  # 3 recipients is within the limit
+    make_member()
+    with django_capture_on_commit_callbacks(execute=True):
+        report(members[1], 0)  # 4 recipients: unforced events are dropped
+        report(members[2], 0, force_send_update=True)
+    assert [kwargs["member"] for _, kwargs in received] == [members[0], members[2]]
+
+
+@pytest.mark.django_db
+def test_forced_update_without_changes_still_signals(
+    make_member, received, django_capture_on_commit_callbacks
+):
+    hamlet = make_member()
+    report(hamlet, 0)
+    with django_capture_on_commit_callbacks(execute=True):
+        report(hamlet, 10, force_send_update=True)
+    assert [(k["forced"], k["last_update_id"]) for _, k in received] == [(True, None)]
+    assert row(hamlet).last_update_id == 1
+
+
+@pytest.mark.django_db
+def test_invisible_mode_signals(make_member, received, django_capture_on_commit_callbacks):
+    hamlet = make_member()
+    now = timezone.now()
+    actions.do_update_user_presence(hamlet, log_time=now, status="active")
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.do_set_presence_enabled(hamlet, False, log_time=now)
+    assert [name for name, _ in received] == ["presence_changed", "presence_enabled_changed"]
+    changed, enabled = received[0][1], received[1][1]
+    backdated = int((now - timedelta(seconds=265)).timestamp())
+    assert changed["forced"] is True
+    assert changed["presence"] == {"active_timestamp": backdated, "idle_timestamp": backdated}
+    assert enabled["presence_enabled"] is False
+    assert enabled["member"].presence_enabled is False
+
+    received.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.do_set_presence_enabled(hamlet, False, log_time=now)  # no change: nothing
+    assert received == []
+    later = now + timedelta(seconds=5)
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.do_set_presence_enabled(hamlet, True, log_time=later)
+    assert [name for name, _ in received] == ["presence_enabled_changed", "presence_changed"]
+    assert received[1][1]["presence"]["active_timestamp"] == int(later.timestamp())
+
+
+@pytest.mark.django_db
+def test_invisible_member_reports_are_ignored(make_member):
+    hamlet = make_member(presence_enabled=False)
+    actions.update_user_presence(hamlet, log_time=T0, status="active", new_user_input=True)
+    assert not UserPresence.objects.filter(user_id=hamlet.user_id).exists()
+
+
+@pytest.mark.django_db
+def test_invalid_status_is_refused(make_member):
+    with pytest.raises(ValueError, match="invalid presence status 'Active'"):
+        report(make_member(), 0, "Active")
+
+
+@pytest.mark.django_db
+def test_missing_sequence_row_is_recreated_above_existing_ids(make_member):
+    hamlet, othello = make_member(), make_member()
+    report(hamlet, 0)
+    report(othello, 0)
+    PresenceSequence.objects.filter(realm=hamlet.realm).delete()
+    report(hamlet, 100)
+    assert row(hamlet).last_update_id == 3
+    assert PresenceSequence.objects.get(realm=hamlet.realm).last_update_id == 3
+
+
+@pytest.mark.django_db
+def test_realm_created_without_action_gets_a_sequence(make_member):
+    bare_realm = Realm.objects.create(string_id="bare", name="Bare")
+    member = make_member(realm=bare_realm)
+    report(member, 0, "idle")
+    assert row(member).last_update_id == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refuses_to_run_inside_an_outer_transaction(make_member):
+    hamlet = make_member()
+    with pytest.raises(RuntimeError, match="durable"), transaction.atomic():
+        report(hamlet, 0)
+    assert not UserPresence.objects.exists()
+
+
+@pytest.mark.django_db
+def test_sequence_is_per_realm(make_member):
+    other_realm = actions.do_create_realm("other", "Other")
+    hamlet, stranger = make_member(), make_member(realm=other_realm)
+    report(hamlet, 0)
+    report(hamlet, 100)
+    report(stranger, 0)
+    assert row(hamlet).last_update_id == 2
+    assert row(stranger).last_update_id == 1

@@ -1,0 +1,102 @@
+"""One test per system check id, plus uniqueness and a real `manage.py check` failure."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from django_presence import checks
+from django_presence.conf import DEFAULTS
+
+
+def check_ids() -> list[str]:
+    return [message.id for message in checks.check_settings()]
+
+
+def test_defaults_pass():
+    assert check_ids() == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "check_id"), sorted(checks.POSITIVE_INT_SETTINGS.items())
+)
+@pytest.mark.parametrize("bad_value", [0, -5, "60", True, None])
+def test_positive_int_settings(setting, check_id, bad_value):
+    with override_settings(**{setting: bad_value}):
+        ids = check_ids()
+    assert check_id in ids
+
+
+def test_limit_to_accessible_users_must_be_bool():
+    with override_settings(PRESENCE_LIMIT_TO_ACCESSIBLE_USERS="yes"):
+        assert check_ids() == [checks.E_LIMIT_TO_ACCESSIBLE_USERS]
+
+
+def test_access_adapter_must_import():
+    with override_settings(PRESENCE_ACCESS_ADAPTER="nowhere.Adapter"):
+        assert check_ids() == [checks.E_ACCESS_ADAPTER]
+
+
+@pytest.mark.parametrize("rate", ["lots", "200", "200/fortnight", 200])
+def test_api_rate_must_be_a_drf_rate(rate):
+    with override_settings(PRESENCE_API_RATE=rate):
+        assert check_ids() == [checks.E_API_RATE]
+
+
+@pytest.mark.parametrize("rate", [None, "200/min", "5/s", "1000/hour", "10/day"])
+def test_api_rate_accepts_drf_rates(rate):
+    with override_settings(PRESENCE_API_RATE=rate):
+        assert check_ids() == []
+
+
+def test_server_name_must_be_str():
+    with override_settings(PRESENCE_SERVER_NAME=42):
+        assert check_ids() == [checks.E_SERVER_NAME]
+
+
+def test_threshold_invariant():
+    # 3 * 60 + 20 = 200: the default is exactly on the boundary and passes.
+    with override_settings(PRESENCE_OFFLINE_THRESHOLD_SECS=199):
+        assert check_ids() == [checks.E_THRESHOLD_INVARIANT]
+    with override_settings(PRESENCE_PING_INTERVAL_SECS=30, PRESENCE_OFFLINE_THRESHOLD_SECS=110):
+        assert check_ids() == []
+
+
+def test_drf_must_be_installed(settings):
+    settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "rest_framework"]
+    assert checks.E_DRF_NOT_INSTALLED in check_ids()
+
+
+def test_ids_are_unique_and_namespaced():
+    ids = [
+        *checks.POSITIVE_INT_SETTINGS.values(),
+        checks.E_LIMIT_TO_ACCESSIBLE_USERS,
+        checks.E_ACCESS_ADAPTER,
+        checks.E_API_RATE,
+        checks.E_SERVER_NAME,
+        checks.E_THRESHOLD_INVARIANT,
+        checks.E_DRF_NOT_INSTALLED,
+    ]
+    assert len(ids) == len(set(ids))
+    assert all(check_id.startswith("django_presence.E") for check_id in ids)
+
+
+def test_every_setting_has_a_check():
+    checked = {
+        *checks.POSITIVE_INT_SETTINGS,
+        "PRESENCE_LIMIT_TO_ACCESSIBLE_USERS",
+        "PRESENCE_ACCESS_ADAPTER",
+        "PRESENCE_API_RATE",
+        "PRESENCE_SERVER_NAME",
+    }
+    assert checked == set(DEFAULTS)
+
+
+def test_check_command_fails_on_bad_setting():
+    with (
+        override_settings(PRESENCE_OFFLINE_THRESHOLD_SECS=100),
+        pytest.raises(SystemCheckError, match="django_presence.E011"),
+    ):
+        call_command("check")
