@@ -19,6 +19,8 @@ from .models import Realm, RealmMember, UserPresence
 # presence_last_update_id when there is neither data nor a client baseline.
 NO_UPDATE_ID = -1
 
+MAX_HISTORY_LIMIT_DAYS = 365_000
+
 
 def _user_model_has_field(name: str) -> bool:
     try:
@@ -64,7 +66,9 @@ def get_presence_dict_by_realm(
     now = now or timezone.now()
     days = presence_settings.DEFAULT_HISTORY_LIMIT_DAYS
     if history_limit_days is not None:
-        days = history_limit_days
+        # Clamped so any client value gives a representable date: a thousand years back
+        # already means "everything", and a negative value (a window in the future) "nothing".
+        days = max(-MAX_HISTORY_LIMIT_DAYS, min(history_limit_days, MAX_HISTORY_LIMIT_DAYS))
     rows = UserPresence.objects.filter(
         realm_id=realm.pk,
         user__presence_membership__is_active=True,
