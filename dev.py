@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Newcomer commands; needs nothing but Python 3.11+.
+
+    python3 dev.py demo [--port 8000]   seed the example project and serve it
+    python3 dev.py test [PYTEST_ARGS]   lint, type-check, migrations check, and the test suites
+
+Both create .venv on first use and reinstall the project into it whenever pyproject.toml
+changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".dev-py-installed"
+EXAMPLE = ROOT / "example_project"
+
+
+def bootstrap() -> None:
+    """Create the venv if missing; pip install when pyproject.toml differs from the last install."""
+    if not PYTHON.exists():
+        print(f"==> creating {VENV}", flush=True)
+        venv.create(VENV, with_pip=True)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == digest:
+        return
+    print("==> pip install -e '.[test,lint]'", flush=True)
+    subprocess.run([PYTHON, "-m", "pip", "install", "-e", ".[test,lint]"], cwd=ROOT, check=True)
+    STAMP.write_text(digest)
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> bool:
+    print(f"\n==> {' '.join(str(a) for a in args)}", flush=True)
+    return subprocess.run(args, cwd=ROOT, env=env).returncode == 0
+
+
+def postgres_address() -> tuple[str, int]:
+    # The same variables tests/settings.py reads.
+    host = os.environ.get("PRESENCE_TEST_PG_HOST", "127.0.0.1")
+    return host, int(os.environ.get("PRESENCE_TEST_PG_PORT", "5432"))
+
+
+def postgres_reachable() -> bool:
+    try:
+        socket.create_connection(postgres_address(), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+def cmd_test(pytest_args: list[str]) -> int:
+    pytest: list[str | Path] = [PYTHON, "-m", "pytest", *pytest_args]
+    results: list[tuple[str, str]] = []  # (step, outcome)
+
+    def step(name: str, *args: str | Path, env: dict[str, str] | None = None) -> None:
+        results.append((name, "ok" if run(*args, env=env) else "FAILED"))
+
+    step("ruff check", PYTHON, "-m", "ruff", "check", ".")
+    step("ruff format --check", PYTHON, "-m", "ruff", "format", "--check", ".")
+    step("mypy django_presence", PYTHON, "-m", "mypy", "django_presence")
+    step(
+        "makemigrations --check",
+        *(PYTHON, "-m", "django", "makemigrations", "--check", "--dry-run"),
+        "--settings=tests.settings",
+    )
+    step("pytest (SQLite)", *pytest)
+
+    host, port = postgres_address()
+    if postgres_reachable():
+        postgres_env = {**os.environ, "PRESENCE_TEST_DATABASE": "postgres"}
+        step("pytest (PostgreSQL)", *pytest, env=postgres_env)
+    else:
+        print(f"\n==> PostgreSQL not reachable at {host}:{port}, skipping the PostgreSQL run")
+        results.append(("pytest (PostgreSQL)", f"skipped: not reachable at {host}:{port}"))
+
+    # The custom-user suite runs whole or not at all: extra arguments usually name other tests.
+    if (ROOT / "tests" / "settings_custom_user.py").exists():
+        if pytest_args:
+            results.append(("pytest (custom user)", "skipped: extra pytest arguments given"))
+        else:
+            custom_user = ("--ds=tests.settings_custom_user", "tests/custom_user")
+            step("pytest (custom user)", PYTHON, "-m", "pytest", *custom_user)
+
+    print("\nSummary:")
+    for name, outcome in results:
+        print(f"  {name:<24} {outcome}")
+    failed = any(outcome == "FAILED" for _name, outcome in results)
+    print("\nSome steps FAILED." if failed else "\nAll steps passed.")
+    return 1 if failed else 0
+
+
+def cmd_demo(port: int) -> int:
+    manage = [PYTHON, EXAMPLE / "manage.py"]
+    url = f"http://127.0.0.1:{port}"
+    if not (run(*manage, "migrate") and run(*manage, "seed_demo", "--url", url)):
+        return 1
+    print(f"\nServing {url}/ (Ctrl+C stops it)\n", flush=True)
+    try:
+        return subprocess.run([*manage, "runserver", f"127.0.0.1:{port}"], cwd=ROOT).returncode
+    except KeyboardInterrupt:
+        return 0
+
+
+def main() -> int:
+    if sys.version_info < (3, 11):  # noqa: UP036 - run by whatever python3 the machine has
+        sys.exit("dev.py needs Python 3.11 or newer.")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="seed the example project and serve it")
+    demo.add_argument("--port", type=int, default=8000)
+    commands.add_parser("test", help="every check CI runs; extra arguments go to pytest")
+    args, extra = parser.parse_known_args()
+    if args.command == "demo" and extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    bootstrap()
+    return cmd_demo(args.port) if args.command == "demo" else cmd_test(extra)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The example project's index page: what the site offers, and for a signed-in realm member the
+realm's presence as the app's query layer returns it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+from django_presence.models import RealmMember
+from django_presence.queries import get_presence_dict_by_realm
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    context: dict[str, Any] = {"member": None, "rows": []}
+    if request.user.is_authenticated:
+        try:
+            member = RealmMember.objects.select_related("realm").get(user_id=request.user.pk)
+        except ObjectDoesNotExist:
+            member = None
+        if member is not None:
+            context["member"] = member
+            context["rows"] = _presence_rows(member)
+    return render(request, "demo/index.html", context)
+
+
+def _presence_rows(viewer: RealmMember) -> list[dict[str, Any]]:
+    """One row per user the viewer can see: seconds since last active and last connected."""
+    presences, _update_id = get_presence_dict_by_realm(viewer.realm, viewer, slim_presence=True)
+    emails = {
+        str(member.user_id): member.email
+        for member in RealmMember.objects.filter(realm=viewer.realm).select_related("user")
+    }
+    now = int(timezone.now().timestamp())
+    return [
+        {
+            "user_id": user_id,
+            "email": emails.get(user_id, ""),
+            "active_ago": now - entry["active_timestamp"],
+            "connected_ago": now - entry["idle_timestamp"],
+        }
+        for user_id, entry in sorted(presences.items(), key=lambda item: int(item[0]))
+    ]

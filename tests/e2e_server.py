@@ -1,0 +1,102 @@
+"""Run the example project as a real server process for the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+MANAGE = REPO / "example_project" / "manage.py"
+COMMAND_TIMEOUT_SECS = 120
+START_TIMEOUT_SECS = 30
+STOP_TIMEOUT_SECS = 10
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def example_env(db_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of an example-project process: its own SQLite file, and none of the
+    test run's Django, example or Zulip variables."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("ZULIP_", "EXAMPLE_", "DJANGO_"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="example_project.settings",
+        EXAMPLE_DB_PATH=str(db_path),
+        EXAMPLE_DEBUG="0",
+        # The app from this checkout, installed or not.
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+        **extra,
+    )
+    return env
+
+
+def manage(db_path: Path, *args: str) -> str:
+    """Run a manage.py command to completion; returns its stdout, fails with its stderr."""
+    result = subprocess.run(
+        [sys.executable, str(MANAGE), *args],
+        env=example_env(db_path),
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_SECS,
+        check=False,
+    )
+    assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stderr}"
+    return result.stdout
+
+
+class ExampleServer:
+    """``manage.py runserver --noreload`` on 127.0.0.1:<port>, logging to a file."""
+
+    def __init__(self, db_path: Path, port: int, log_path: Path, **env: str) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(MANAGE), "runserver", f"127.0.0.1:{port}", "--noreload"],
+                env=example_env(db_path, **env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            self._wait_until_up()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until_up(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_SECS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the example server exited:\n{self.log()}")
+            try:
+                requests.get(f"{self.url}/api/v1/server_settings", timeout=1)
+            except requests.RequestException:
+                time.sleep(0.2)
+            else:
+                return
+        raise RuntimeError(f"the example server did not answer in time:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT_SECS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT_SECS)
