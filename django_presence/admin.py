@@ -1,0 +1,421 @@
+"""The Django admin of django-presence.
+
+Forms only collect values: every write goes through an action of
+:mod:`django_presence.actions`, called from ``save_model`` or from an admin action. Presence rows
+and sequences are read-only, API keys are issued and revoked but never edited, and nothing can be
+deleted here (members and realms are deactivated instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.auth import get_permission_codename, get_user_model
+from django.db import models, transaction
+from django.db.models import Count, F, Q, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from . import actions
+from .conf import presence_settings
+from .models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence
+
+if TYPE_CHECKING:
+    from django.contrib.admin import ModelAdmin
+else:
+
+    class ModelAdmin(admin.ModelAdmin):
+        """django-stubs makes ModelAdmin generic; this lets ``ModelAdmin[Model]`` run too."""
+
+        def __class_getitem__(cls, item):
+            return cls
+
+
+_ModelT = TypeVar("_ModelT", bound=models.Model)
+
+# The changelists annotate each row with its user's email under this name, so the column can be
+# sorted whatever the user model calls its email field.
+USER_EMAIL = "user_email"
+
+STATUS_ACTIVE = "active"
+STATUS_IDLE = "idle"
+STATUS_OFFLINE = "offline"
+STATUS_CHOICES = (
+    (STATUS_ACTIVE, _("active")),
+    (STATUS_IDLE, _("idle")),
+    (STATUS_OFFLINE, _("offline")),
+)
+
+
+def _user_email_path(user_path: str) -> str:
+    """The ORM path from a model to its user's email field, e.g. ``member__user__email``."""
+    return f"{user_path}__{get_user_model().get_email_field_name()}"
+
+
+def _with_user_email(queryset: QuerySet[_ModelT], user_path: str) -> QuerySet[_ModelT]:
+    annotated: QuerySet[_ModelT] = queryset.annotate(**{USER_EMAIL: F(_user_email_path(user_path))})
+    return annotated
+
+
+def _annotated_email(obj: models.Model) -> str:
+    # Set by _with_user_email; the type checker cannot see query annotations.
+    return str(getattr(obj, USER_EMAIL) or "")
+
+
+def _adopt(target: models.Model, saved: models.Model) -> None:
+    """Turn the admin's unsaved ``target`` into the row an action just created, so the admin's
+    log entry and redirect point at that row."""
+    for field in target._meta.concrete_fields:
+        setattr(target, field.attname, getattr(saved, field.attname))
+    target._state.adding = False
+    target._state.db = saved._state.db
+
+
+# Presence status ---------------------------------------------------------------------------
+
+
+def _online_cutoff(now: datetime) -> datetime:
+    return now - timedelta(seconds=presence_settings.OFFLINE_THRESHOLD_SECS)
+
+
+def presence_status(
+    last_active: datetime | None, last_connected: datetime | None, now: datetime
+) -> str:
+    """What the Zulip web app would show: active if the last active report is younger than the
+    offline threshold, else idle if the last connection is, else offline. A NULL timestamp
+    counts as never."""
+    cutoff = _online_cutoff(now)
+    if last_active is not None and last_active > cutoff:
+        return STATUS_ACTIVE
+    if last_connected is not None and last_connected > cutoff:
+        return STATUS_IDLE
+    return STATUS_OFFLINE
+
+
+def presence_status_q(status: str, now: datetime) -> Q:
+    """The filter selecting the rows :func:`presence_status` gives ``status``."""
+    cutoff = _online_cutoff(now)
+    not_active = Q(last_active_time__isnull=True) | Q(last_active_time__lte=cutoff)
+    if status == STATUS_ACTIVE:
+        return Q(last_active_time__gt=cutoff)
+    if status == STATUS_IDLE:
+        return not_active & Q(last_connected_time__gt=cutoff)
+    if status == STATUS_OFFLINE:
+        return not_active & (
+            Q(last_connected_time__isnull=True) | Q(last_connected_time__lte=cutoff)
+        )
+    raise ValueError(f"unknown presence status {status!r}")
+
+
+class PresenceStatusFilter(admin.SimpleListFilter):
+    """Filters presence rows by status with timestamp comparisons in the database."""
+
+    title = _("status")
+    parameter_name = "status"
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]
+    ) -> tuple[tuple[str, Any], ...]:
+        return STATUS_CHOICES
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        try:
+            return queryset.filter(presence_status_q(value, timezone.now()))
+        except ValueError as exc:
+            # The admin answers this with its usual "invalid filter" redirect.
+            raise IncorrectLookupParameters(exc) from exc
+
+
+class ApiKeyStateFilter(admin.SimpleListFilter):
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]
+    ) -> tuple[tuple[str, Any], ...]:
+        return (("active", _("active")), ("revoked", _("revoked")))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        if value not in ("active", "revoked"):
+            raise IncorrectLookupParameters(f"unknown API key state {value!r}")
+        return queryset.filter(revoked_at__isnull=value == "active")
+
+
+class ReadOnlyAdmin(ModelAdmin[Any]):
+    """View-only pages for rows that only the write path may change."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# Realms ------------------------------------------------------------------------------------
+
+
+@admin.register(Realm)
+class RealmAdmin(ModelAdmin[Realm]):
+    list_display = (
+        "name",
+        "string_id",
+        "presence_disabled",
+        "deactivated",
+        "member_count",
+        "created_at",
+    )
+    list_filter = ("presence_disabled", "deactivated")
+    search_fields = ("name", "string_id")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Realm]:
+        return super().get_queryset(request).annotate(member_count=Count("members"))
+
+    @admin.display(description=_("members"), ordering="member_count")
+    def member_count(self, realm: Realm) -> int:
+        # Annotated by get_queryset, so the changelist counts all realms in one query.
+        return int(realm.member_count)  # type: ignore[attr-defined]
+
+    def get_fields(self, request: HttpRequest, obj: Realm | None = None) -> tuple[str, ...]:
+        if obj is None:
+            return ("name", "string_id", "presence_disabled")
+        return ("name", "string_id", "presence_disabled", "deactivated", "created_at")
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Realm | None = None
+    ) -> tuple[str, ...]:
+        # No action renames a realm, and commands and hosts rely on a stable string id.
+        return () if obj is None else ("name", "string_id", "created_at")
+
+    def get_prepopulated_fields(
+        self, request: HttpRequest, obj: Realm | None = None
+    ) -> dict[str, Sequence[str]]:
+        return {"string_id": ("name",)} if obj is None else {}
+
+    def save_model(self, request: HttpRequest, obj: Realm, form: Any, change: bool) -> None:
+        if not change:
+            # do_create_realm also creates the realm's presence sequence row.
+            realm = actions.do_create_realm(
+                obj.string_id, obj.name, presence_disabled=obj.presence_disabled
+            )
+            _adopt(obj, realm)
+            return
+        if "presence_disabled" in form.changed_data:
+            actions.do_set_realm_presence_disabled(obj, obj.presence_disabled)
+        if "deactivated" in form.changed_data:
+            actions.do_set_realm_deactivated(obj, obj.deactivated)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Realm | None = None) -> bool:
+        return False
+
+
+# Members -----------------------------------------------------------------------------------
+
+
+def _set_presence_enabled(member_id: int, presence_enabled: bool) -> None:
+    member = RealmMember.objects.select_related("user", "realm").get(pk=member_id)
+    actions.do_set_presence_enabled(member, presence_enabled)
+
+
+@admin.register(RealmMember)
+class RealmMemberAdmin(ModelAdmin[RealmMember]):
+    list_display = ("email", "realm", "role", "is_bot", "is_active", "presence_enabled")
+    list_filter = ("realm", "role", "is_bot", "is_active", "presence_enabled")
+    list_select_related = ("user", "realm")
+    raw_id_fields = ("user",)
+    actions = ("revoke_api_keys", "issue_api_key")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RealmMember]:
+        return _with_user_email(super().get_queryset(request), "user")
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        return (_user_email_path("user"),)
+
+    @admin.display(description=_("email"), ordering=USER_EMAIL)
+    def email(self, member: RealmMember) -> str:
+        return _annotated_email(member)
+
+    def get_fields(self, request: HttpRequest, obj: RealmMember | None = None) -> tuple[str, ...]:
+        if obj is None:
+            return ("user", "realm", "role", "is_bot")
+        return ("user", "realm", "role", "is_bot", "is_active", "presence_enabled", "date_joined")
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: RealmMember | None = None
+    ) -> tuple[str, ...]:
+        # No action moves a member to another user or realm, or turns a bot into a human.
+        return () if obj is None else ("user", "realm", "is_bot", "date_joined")
+
+    def save_model(self, request: HttpRequest, obj: RealmMember, form: Any, change: bool) -> None:
+        if not change:
+            member = actions.do_add_realm_member(
+                obj.user, obj.realm, role=obj.role, is_bot=obj.is_bot
+            )
+            _adopt(obj, member)
+            return
+        changed = form.changed_data
+        if "role" in changed:
+            actions.do_change_member_role(obj, obj.role)
+        if "is_active" in changed:
+            if obj.is_active:
+                actions.do_reactivate_member(obj)
+            else:
+                actions.do_deactivate_member(obj)
+        if "presence_enabled" in changed:
+            # do_set_presence_enabled needs a transaction of its own (durable), and the admin
+            # saves inside one: run it as soon as the admin's transaction has committed.
+            transaction.on_commit(partial(_set_presence_enabled, obj.pk, obj.presence_enabled))
+
+    def has_delete_permission(self, request: HttpRequest, obj: RealmMember | None = None) -> bool:
+        return False
+
+    def has_revoke_api_keys_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(_api_key_permission("change"))
+
+    def has_issue_api_key_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(_api_key_permission("add"))
+
+    @admin.action(description=_("Revoke all API keys"), permissions=["revoke_api_keys"])
+    def revoke_api_keys(self, request: HttpRequest, queryset: QuerySet[RealmMember]) -> None:
+        revoked = sum(actions.do_revoke_api_keys(member) for member in queryset)
+        message = ngettext("Revoked %(count)d API key.", "Revoked %(count)d API keys.", revoked)
+        self.message_user(request, message % {"count": revoked}, messages.SUCCESS)
+
+    @admin.action(description=_("Issue a new API key"), permissions=["issue_api_key"])
+    def issue_api_key(self, request: HttpRequest, queryset: QuerySet[RealmMember]) -> None:
+        for member in queryset:
+            _api_key, raw_key = actions.do_create_api_key(member)
+            _show_new_key(request, member, raw_key)
+
+
+def _api_key_permission(action: str) -> str:
+    opts = ApiKey._meta
+    return f"{opts.app_label}.{get_permission_codename(action, opts)}"
+
+
+def _show_new_key(request: HttpRequest, member: RealmMember, raw_key: str) -> None:
+    """The only time a key is shown: only its digest and prefix are stored."""
+    message = gettext(
+        "New API key for %(email)s: %(key)s (copy it now: it is not stored and will not be "
+        "shown again)"
+    )
+    messages.success(request, message % {"email": member.email, "key": raw_key})
+
+
+# API keys ----------------------------------------------------------------------------------
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ModelAdmin[ApiKey]):
+    list_display = ("email", "prefix", "created_at", "revoked_at", "active")
+    list_filter = (ApiKeyStateFilter, "member__realm")
+    raw_id_fields = ("member",)
+    actions = ("revoke",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiKey]:
+        return _with_user_email(super().get_queryset(request), "member__user")
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        return (_user_email_path("member__user"), "=prefix")
+
+    @admin.display(description=_("email"), ordering=USER_EMAIL)
+    def email(self, api_key: ApiKey) -> str:
+        return _annotated_email(api_key)
+
+    @admin.display(description=_("active"), boolean=True, ordering="revoked_at")
+    def active(self, api_key: ApiKey) -> bool:
+        return api_key.is_active
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
+        if obj is None:
+            return ("member",)
+        return ("member", "prefix", "created_at", "revoked_at")
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        # Only adding gets here: keys cannot be changed (has_change_permission).
+        api_key, raw_key = actions.do_create_api_key(obj.member)
+        _adopt(obj, api_key)
+        _show_new_key(request, obj.member, raw_key)
+
+    def has_change_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        return False
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(_api_key_permission("change"))
+
+    @admin.action(description=_("Revoke selected API keys"), permissions=["revoke"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        active_keys = list(queryset.filter(revoked_at__isnull=True))
+        for api_key in active_keys:
+            actions.do_revoke_api_key(api_key)
+        message = ngettext(
+            "Revoked %(count)d API key.", "Revoked %(count)d API keys.", len(active_keys)
+        )
+        self.message_user(request, message % {"count": len(active_keys)}, messages.SUCCESS)
+
+
+# Presence (read-only) ----------------------------------------------------------------------
+
+
+@admin.register(UserPresence)
+class UserPresenceAdmin(ReadOnlyAdmin):
+    list_display = (
+        "email",
+        "realm",
+        "last_active_time",
+        "last_connected_time",
+        "last_update_id",
+        "status",
+    )
+    list_filter = ("realm", PresenceStatusFilter)
+    list_select_related = ("realm",)
+    fields = readonly_fields = (
+        "user",
+        "realm",
+        "last_active_time",
+        "last_connected_time",
+        "last_update_id",
+        "status",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[UserPresence]:
+        return _with_user_email(super().get_queryset(request), "user")
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        return (_user_email_path("user"),)
+
+    @admin.display(description=_("email"), ordering=USER_EMAIL)
+    def email(self, presence: UserPresence) -> str:
+        return _annotated_email(presence)
+
+    @admin.display(description=_("status"))
+    def status(self, presence: UserPresence) -> str:
+        return presence_status(
+            presence.last_active_time, presence.last_connected_time, timezone.now()
+        )
+
+
+@admin.register(PresenceSequence)
+class PresenceSequenceAdmin(ReadOnlyAdmin):
+    list_display = ("realm", "last_update_id")
+    list_select_related = ("realm",)
+    search_fields = ("realm__string_id", "realm__name")
+    fields = readonly_fields = ("realm", "last_update_id")

@@ -1,0 +1,461 @@
+"""The operator commands: every option, every error, and keys that really authenticate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from io import StringIO
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import UserManager
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from django_presence import actions
+from django_presence.models import ApiKey, PresenceSequence, Realm, RealmMember
+
+from .conftest import basic_auth
+from .factories import MemberFactory, RealmFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+REALM_PRESENCE_URL = "/api/v1/realm/presence"
+
+
+def run(name: str, *args: str) -> tuple[str, str]:
+    stdout, stderr = StringIO(), StringIO()
+    call_command(name, *args, stdout=stdout, stderr=stderr)
+    return stdout.getvalue(), stderr.getvalue()
+
+
+def fails(name: str, *args: str) -> str:
+    with pytest.raises(CommandError) as raised:
+        run(name, *args)
+    return str(raised.value)
+
+
+def presence_status(client, email: str, key: str) -> tuple[int, dict]:
+    response = client.get(REALM_PRESENCE_URL, HTTP_AUTHORIZATION=basic_auth(email, key))
+    return response.status_code, response.json()
+
+
+INVALID_API_KEY = {"result": "error", "msg": "Invalid API key", "code": "UNAUTHORIZED"}
+
+
+# presence_add_member -----------------------------------------------------------------------
+
+
+def test_add_member_to_existing_realm(realm):
+    user = UserFactory(email="hamlet@example.com")
+    out, err = run("presence_add_member", "hamlet@example.com", "--realm", "zulip")
+    assert out == "Added hamlet@example.com to realm 'zulip' (role: member, bot: no).\n"
+    assert err == ""
+    member = RealmMember.objects.get(user=user)
+    assert (member.realm, member.role, member.is_bot, member.is_active) == (
+        realm,
+        RealmMember.Role.MEMBER,
+        False,
+        True,
+    )
+
+
+def test_add_member_finds_the_user_case_insensitively(realm):
+    user = UserFactory(email="Hamlet@Example.com")
+    out, _ = run("presence_add_member", " hamlet@EXAMPLE.com ", "--realm", "zulip")
+    assert out == "Added Hamlet@Example.com to realm 'zulip' (role: member, bot: no).\n"
+    assert RealmMember.objects.get().user == user
+
+
+def test_add_member_as_guest_bot(realm):
+    UserFactory(email="bot@example.com")
+    out, _ = run("presence_add_member", "bot@example.com", "--realm", "zulip", "--bot", "--guest")
+    assert out == "Added bot@example.com to realm 'zulip' (role: guest, bot: yes).\n"
+    member = RealmMember.objects.get()
+    assert (member.role, member.is_bot) == (RealmMember.Role.GUEST, True)
+
+
+def test_add_member_with_create_realm():
+    UserFactory(email="hamlet@example.com")
+    out, _ = run(
+        "presence_add_member",
+        "hamlet@example.com",
+        "--realm",
+        "denmark",
+        "--create-realm",
+        "--realm-name",
+        "Kingdom of Denmark",
+    )
+    assert out == (
+        "Created realm 'denmark' named 'Kingdom of Denmark'.\n"
+        "Added hamlet@example.com to realm 'denmark' (role: member, bot: no).\n"
+    )
+    realm = Realm.objects.get()
+    assert (realm.string_id, realm.name) == ("denmark", "Kingdom of Denmark")
+    assert PresenceSequence.objects.get(realm=realm).last_update_id == 0
+
+
+def test_create_realm_names_the_realm_after_its_string_id_by_default():
+    UserFactory(email="hamlet@example.com")
+    out, _ = run(
+        "presence_add_member", "hamlet@example.com", "--realm", "elsinore", "--create-realm"
+    )
+    assert out.splitlines()[0] == "Created realm 'elsinore' named 'elsinore'."
+    assert Realm.objects.get().name == "elsinore"
+
+
+def test_create_realm_uses_an_existing_realm(realm):
+    UserFactory(email="hamlet@example.com")
+    out, _ = run("presence_add_member", "hamlet@example.com", "--realm", "zulip", "--create-realm")
+    assert out == "Added hamlet@example.com to realm 'zulip' (role: member, bot: no).\n"
+    assert Realm.objects.get() == realm
+
+
+def test_add_member_with_create_user(realm):
+    out, _ = run("presence_add_member", "ophelia@example.com", "--realm", "zulip", "--create-user")
+    user = get_user_model().objects.get()
+    assert out == (
+        f"Created user ophelia@example.com (id {user.pk}) with no usable password.\n"
+        "Added ophelia@example.com to realm 'zulip' (role: member, bot: no).\n"
+    )
+    assert (user.username, user.email) == ("ophelia@example.com", "ophelia@example.com")
+    assert not user.has_usable_password()
+    assert RealmMember.objects.get().user == user
+
+
+def test_create_user_uses_an_existing_user(realm):
+    user = UserFactory(email="hamlet@example.com")
+    out, _ = run("presence_add_member", "HAMLET@example.com", "--realm", "zulip", "--create-user")
+    assert out == "Added hamlet@example.com to realm 'zulip' (role: member, bot: no).\n"
+    assert get_user_model().objects.get() == user
+
+
+def test_create_realm_and_user_together():
+    out, _ = run(
+        "presence_add_member", "a@b.org", "--realm", "new", "--create-realm", "--create-user"
+    )
+    user = get_user_model().objects.get()
+    assert out == (
+        "Created realm 'new' named 'new'.\n"
+        f"Created user a@b.org (id {user.pk}) with no usable password.\n"
+        "Added a@b.org to realm 'new' (role: member, bot: no).\n"
+    )
+
+
+def test_add_member_requires_the_realm_option():
+    assert fails("presence_add_member", "hamlet@example.com") == (
+        "Error: the following arguments are required: --realm"
+    )
+
+
+def test_add_member_to_a_missing_realm_fails():
+    UserFactory(email="hamlet@example.com")
+    assert fails("presence_add_member", "hamlet@example.com", "--realm", "nowhere") == (
+        "No realm has the string id 'nowhere'. Pass --create-realm to create it."
+    )
+    assert not RealmMember.objects.exists()
+
+
+def test_realm_name_without_create_realm_fails(realm):
+    UserFactory(email="hamlet@example.com")
+    message = fails(
+        "presence_add_member", "hamlet@example.com", "--realm", "zulip", "--realm-name", "Z"
+    )
+    assert message == "--realm-name only applies with --create-realm."
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--realm", "not a slug"],
+            "Invalid realm string id 'not a slug': Enter a valid “slug” consisting of letters, "
+            "numbers, underscores or hyphens.",
+        ),
+        (
+            ["--realm", "x" * 65],
+            f"Invalid realm string id '{'x' * 65}': Ensure this value has at most 64 characters "
+            "(it has 65).",
+        ),
+        (
+            ["--realm", "ok", "--realm-name", "n" * 101],
+            f"Invalid realm name '{'n' * 101}': Ensure this value has at most 100 characters "
+            "(it has 101).",
+        ),
+    ],
+)
+def test_create_realm_validates_the_realm(args, message):
+    UserFactory(email="hamlet@example.com")
+    assert fails("presence_add_member", "hamlet@example.com", "--create-realm", *args) == message
+    assert not Realm.objects.exists()
+
+
+def test_add_missing_user_fails(realm):
+    assert fails("presence_add_member", "nobody@example.com", "--realm", "zulip") == (
+        "No user has the email nobody@example.com. Pass --create-user to create one."
+    )
+
+
+def test_failure_leaves_no_new_realm_behind():
+    message = fails("presence_add_member", "nobody@example.com", "--realm", "new", "--create-realm")
+    assert message == "No user has the email nobody@example.com. Pass --create-user to create one."
+    assert not Realm.objects.exists()
+
+
+def test_create_user_validates_the_email(realm):
+    assert fails("presence_add_member", "not-an-email", "--realm", "zulip", "--create-user") == (
+        "Invalid email 'not-an-email': Enter a valid email address."
+    )
+    assert not get_user_model().objects.exists()
+
+
+def test_create_user_refuses_a_taken_username(realm):
+    UserFactory(username="ophelia@example.com", email="other@example.com")
+    message = fails(
+        "presence_add_member", "ophelia@example.com", "--realm", "zulip", "--create-user"
+    )
+    assert message == "Cannot create a user: another user has the username ophelia@example.com."
+
+
+def test_user_already_in_a_realm_fails(realm):
+    MemberFactory(user__email="hamlet@example.com", realm=RealmFactory(string_id="other"))
+    assert fails("presence_add_member", "hamlet@example.com", "--realm", "zulip") == (
+        "hamlet@example.com already belongs to realm 'other'."
+    )
+    assert fails("presence_add_member", "hamlet@example.com", "--realm", "other") == (
+        "hamlet@example.com already belongs to realm 'other'."
+    )
+
+
+def test_email_taken_in_the_realm_fails(realm):
+    """Two users whose emails differ only in case: the exact match is the one meant, and it
+    may not join a realm where the other is a member."""
+    taken = MemberFactory(user__email="Hamlet@example.com", realm=realm)
+    UserFactory(email="hamlet@example.com")
+    assert fails("presence_add_member", "hamlet@example.com", "--realm", "zulip") == (
+        f"Another member of realm 'zulip' already has the email Hamlet@example.com "
+        f"(user id {taken.user_id})."
+    )
+    # The same user may join another realm.
+    RealmFactory(string_id="other")
+    out, _ = run("presence_add_member", "hamlet@example.com", "--realm", "other")
+    assert out == "Added hamlet@example.com to realm 'other' (role: member, bot: no).\n"
+
+
+def test_ambiguous_email_fails(realm):
+    first = UserFactory(email="hamlet@example.com")
+    second = UserFactory(email="hamlet@example.com")
+    assert fails("presence_add_member", "hamlet@example.com", "--realm", "zulip") == (
+        f"Several users have the email hamlet@example.com (user ids {first.pk}, {second.pk})."
+    )
+    third = UserFactory(email="HAMLET@example.com")
+    assert fails("presence_add_member", "Hamlet@example.com", "--realm", "zulip") == (
+        "Several users have the email Hamlet@example.com "
+        f"(user ids {first.pk}, {second.pk}, {third.pk})."
+    )
+    assert not RealmMember.objects.exists()
+
+
+# presence_api_key --------------------------------------------------------------------------
+
+
+def test_api_key_prints_only_the_key_and_it_authenticates(client, make_member):
+    member = make_member(user__email="hamlet@example.com")
+    out, err = run("presence_api_key", "hamlet@example.com")
+    assert re.fullmatch(r"[A-Za-z0-9]{32}\n", out)
+    assert err == ""
+    key = out.strip()
+    stored = ApiKey.objects.get(member=member)
+    assert (stored.key_digest, stored.prefix) == (hashlib.sha256(key.encode()).hexdigest(), key[:6])
+    status, body = presence_status(client, "hamlet@example.com", key)
+    assert status == 200
+    assert (body["result"], body["msg"], body["presences"]) == ("success", "", {})
+
+
+def test_api_key_revokes_older_keys(client, make_member):
+    member = make_member(user__email="hamlet@example.com")
+    _, old_key = actions.do_create_api_key(member)
+    _, older_key = actions.do_create_api_key(member)
+    out, err = run("presence_api_key", "HAMLET@example.com")
+    assert err == "Revoked 2 older API keys of hamlet@example.com.\n"
+    assert presence_status(client, "hamlet@example.com", old_key) == (401, INVALID_API_KEY)
+    assert presence_status(client, "hamlet@example.com", older_key) == (401, INVALID_API_KEY)
+    assert presence_status(client, "hamlet@example.com", out.strip())[0] == 200
+    assert ApiKey.objects.filter(member=member, revoked_at__isnull=True).count() == 1
+
+    _, err = run("presence_api_key", "hamlet@example.com")
+    assert err == "Revoked 1 older API key of hamlet@example.com.\n"
+
+
+def test_api_key_keep_existing(client, make_member):
+    member = make_member(user__email="hamlet@example.com")
+    _, old_key = actions.do_create_api_key(member)
+    out, err = run("presence_api_key", "hamlet@example.com", "--keep-existing")
+    assert err == ""
+    assert presence_status(client, "hamlet@example.com", old_key)[0] == 200
+    assert presence_status(client, "hamlet@example.com", out.strip())[0] == 200
+    assert ApiKey.objects.filter(member=member, revoked_at__isnull=True).count() == 2
+
+
+def test_api_key_for_unknown_member_fails(realm):
+    UserFactory(email="outsider@example.com")
+    assert fails("presence_api_key", "outsider@example.com") == (
+        "No member has the email outsider@example.com."
+    )
+    assert fails("presence_api_key", "nobody@example.com") == (
+        "No member has the email nobody@example.com."
+    )
+    assert not ApiKey.objects.exists()
+
+
+def test_api_key_with_email_shared_across_realms(realm):
+    zulip_member = MemberFactory(user__email="hamlet@example.com", realm=realm)
+    MemberFactory(user__email="Hamlet@example.com", realm=RealmFactory(string_id="other"))
+    assert fails("presence_api_key", "hamlet@example.com") == (
+        "Several members have the email hamlet@example.com (realms 'other', 'zulip'). "
+        "Pass --realm to choose one."
+    )
+    out, _ = run("presence_api_key", "hamlet@example.com", "--realm", "zulip")
+    assert ApiKey.objects.get().member == zulip_member
+    assert ApiKey.objects.get().key_digest == hashlib.sha256(out.strip().encode()).hexdigest()
+    assert fails("presence_api_key", "hamlet@example.com", "--realm", "nowhere") == (
+        "No member of realm 'nowhere' has the email hamlet@example.com."
+    )
+
+
+def test_api_key_warns_when_the_key_cannot_be_used_yet(client, make_member):
+    member = make_member(user__email="hamlet@example.com")
+    actions.do_deactivate_member(member)
+    out, err = run("presence_api_key", "hamlet@example.com")
+    assert err == "Warning: the key will be refused until this changes: Account is deactivated\n"
+    assert presence_status(client, "hamlet@example.com", out.strip()) == (
+        401,
+        {"result": "error", "msg": "Account is deactivated", "code": "USER_DEACTIVATED"},
+    )
+
+    actions.do_reactivate_member(member)
+    actions.do_set_realm_deactivated(member.realm, True)
+    _, err = run("presence_api_key", "hamlet@example.com", "--keep-existing")
+    assert err == (
+        "Warning: the key will be refused until this changes: "
+        "This organization has been deactivated\n"
+    )
+
+
+# A custom user model -----------------------------------------------------------------------
+
+CUSTOM_USER_MODELS = """
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.db import models
+
+
+class AccountManager(BaseUserManager):
+    def create_user(self, handle, contact=None, password=None):
+        # Unlike Django's manager, this one never calls set_password.
+        account = self.model(handle=handle, contact=contact)
+        account.save(using=self._db)
+        return account
+
+
+class Account(AbstractBaseUser):
+    handle = models.CharField(max_length=150, unique=True)
+    contact = models.EmailField()
+    USERNAME_FIELD = "handle"
+    EMAIL_FIELD = "contact"
+    objects = AccountManager()
+"""
+
+CUSTOM_USER_SCRIPT = """
+import json
+import sys
+from io import StringIO
+
+import django
+from django.conf import settings
+
+settings.configure(
+    SECRET_KEY="x",
+    USE_TZ=True,
+    INSTALLED_APPS=[
+        "django.contrib.auth",
+        "django.contrib.contenttypes",
+        "rest_framework",
+        "django_presence",
+        "accounts",
+    ],
+    AUTH_USER_MODEL="accounts.Account",
+    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": sys.argv[1]}},
+)
+django.setup()
+
+from django.core.management import call_command
+
+from django_presence.authentication import authenticate_api_key
+from accounts.models import Account
+
+call_command("makemigrations", "accounts", verbosity=0)
+call_command("migrate", verbosity=0)
+Account.objects.create_user("ophelia", "Ophelia@Example.com")
+
+
+def run(*args):
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+result = {
+    "created": run(
+        "presence_add_member", "hamlet@example.com", "--realm", "dk", "--create-realm",
+        "--create-user",
+    ),
+    "existing": run("presence_add_member", "ophelia@example.com", "--realm", "dk"),
+}
+key = run("presence_api_key", "OPHELIA@example.com").strip()
+hamlet = Account.objects.get(contact="hamlet@example.com")
+result["hamlet"] = [hamlet.handle, hamlet.has_usable_password()]
+result["authenticated"] = authenticate_api_key("ophelia@example.com", key).user.handle
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.django_db(databases=[])
+def test_commands_work_with_a_custom_user_model(tmp_path: Path):
+    """A user model whose USERNAME_FIELD and EMAIL_FIELD are neither username nor email, run in
+    a separate process since AUTH_USER_MODEL cannot change in this one."""
+    (tmp_path / "accounts").mkdir()
+    (tmp_path / "accounts" / "__init__.py").write_text("")
+    (tmp_path / "accounts" / "models.py").write_text(textwrap.dedent(CUSTOM_USER_MODELS))
+    (tmp_path / "script.py").write_text(CUSTOM_USER_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "script.py"), str(tmp_path / "db.sqlite3")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "created": "Created realm 'dk' named 'dk'.\n"
+        "Created user hamlet@example.com (id 2) with no usable password.\n"
+        "Added hamlet@example.com to realm 'dk' (role: member, bot: no).\n",
+        "existing": "Added Ophelia@Example.com to realm 'dk' (role: member, bot: no).\n",
+        "hamlet": ["hamlet@example.com", False],
+        "authenticated": "ophelia",
+    }
+
+
+def test_create_user_needs_a_manager_with_create_user(realm):
+    with mock.patch.object(UserManager, "create_user", None):
+        message = fails(
+            "presence_add_member", "ophelia@example.com", "--realm", "zulip", "--create-user"
+        )
+    assert message == "Cannot create a user: the manager of auth.User has no create_user()."
+    assert not get_user_model().objects.exists()
