@@ -117,9 +117,14 @@ def get_member_by_id_or_email(realm: Realm, user_id_or_email: str) -> RealmMembe
     try:
         user_id = int(user_id_or_email)
     except ValueError:
+        if "\x00" in user_id_or_email:
+            # No email contains NUL, and PostgreSQL refuses it in a query.
+            return None
         lookup = {f"user__{_user_email_field()}__iexact": user_id_or_email.strip()}
         return members.filter(**lookup).order_by("pk").first()
-    return members.filter(user_id=user_id).first()
+    # Through the user's pk, whose integer lookups know the column's range: an id too large
+    # for it finds nobody instead of overflowing the database driver.
+    return members.filter(user__pk=user_id).first()
 
 
 def get_presence_for_user(realm: Realm, member: RealmMember) -> tuple[datetime, datetime] | None:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.negotiation import BaseContentNegotiation
@@ -64,6 +65,12 @@ class PresenceAPIView(APIView):
     parser_classes = [FormParser, MultiPartParser]
     renderer_classes = [JSONRenderer]
     content_negotiation_class = AlwaysJSON
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        """Exempt from the host's ATOMIC_REQUESTS: the actions run their own short durable
+        transactions, which refuse to nest in an outer one (docs/concurrency.md)."""
+        return transaction.non_atomic_requests(super().as_view(**initkwargs))
 
     def get_exception_handler(self) -> Any:
         return zulip_exception_handler
