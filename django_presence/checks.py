@@ -6,6 +6,7 @@ Messages, hints and ids are data; each id is used once (a test keeps it so).
 from __future__ import annotations
 
 import re
+import sqlite3
 from typing import Any
 
 from django.apps import apps
@@ -30,6 +31,10 @@ E_API_RATE = "django_presence.E009"
 E_SERVER_NAME = "django_presence.E010"
 E_THRESHOLD_INVARIANT = "django_presence.E011"
 E_DRF_NOT_INSTALLED = "django_presence.E012"
+E_SQLITE_TOO_OLD = "django_presence.E013"
+
+# The write path uses UPDATE ... RETURNING, which SQLite has since 3.35 (Django allows 3.31).
+MIN_SQLITE_VERSION = (3, 35, 0)
 
 
 # What DRF's SimpleRateThrottle.parse_rate accepts: a count, then a period by its first letter.
@@ -97,6 +102,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 "django_presence needs Django REST framework.",
                 hint='Add "rest_framework" to INSTALLED_APPS.',
                 id=E_DRF_NOT_INSTALLED,
+            )
+        )
+    uses_sqlite = any("sqlite3" in db.get("ENGINE", "") for db in settings.DATABASES.values())
+    if uses_sqlite and sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
+        errors.append(
+            checks.Error(
+                f"SQLite {sqlite3.sqlite_version} is too old for django_presence.",
+                hint="Use SQLite 3.35 or later (or PostgreSQL).",
+                id=E_SQLITE_TOO_OLD,
             )
         )
     return errors

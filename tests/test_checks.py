@@ -69,6 +69,14 @@ def test_drf_must_be_installed(settings):
     assert checks.E_DRF_NOT_INSTALLED in check_ids()
 
 
+def test_sqlite_must_support_returning(monkeypatch, settings):
+    monkeypatch.setattr(checks.sqlite3, "sqlite_version_info", (3, 34, 1))
+    settings.DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3"}}
+    assert check_ids() == [checks.E_SQLITE_TOO_OLD]
+    settings.DATABASES = {"default": {"ENGINE": "django.db.backends.postgresql"}}
+    assert check_ids() == []
+
+
 def test_ids_are_unique_and_namespaced():
     ids = [
         *checks.POSITIVE_INT_SETTINGS.values(),
@@ -78,6 +86,7 @@ def test_ids_are_unique_and_namespaced():
         checks.E_SERVER_NAME,
         checks.E_THRESHOLD_INVARIANT,
         checks.E_DRF_NOT_INSTALLED,
+        checks.E_SQLITE_TOO_OLD,
     ]
     assert len(ids) == len(set(ids))
     assert all(check_id.startswith("django_presence.E") for check_id in ids)
