@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
@@ -69,12 +71,13 @@ def test_drf_must_be_installed(settings):
     assert checks.E_DRF_NOT_INSTALLED in check_ids()
 
 
-def test_sqlite_must_support_returning(monkeypatch, settings):
+def test_sqlite_must_support_returning(monkeypatch):
     monkeypatch.setattr(checks.sqlite3, "sqlite_version_info", (3, 34, 1))
-    settings.DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3"}}
-    assert check_ids() == [checks.E_SQLITE_TOO_OLD]
-    settings.DATABASES = {"default": {"ENGINE": "django.db.backends.postgresql"}}
-    assert check_ids() == []
+    # A stand-in settings object: overriding DATABASES in a live test run is unsafe.
+    for engine, expected in (("sqlite3", [checks.E_SQLITE_TOO_OLD]), ("postgresql", [])):
+        databases = {"default": {"ENGINE": f"django.db.backends.{engine}"}}
+        monkeypatch.setattr(checks, "settings", SimpleNamespace(DATABASES=databases))
+        assert check_ids() == expected
 
 
 def test_ids_are_unique_and_namespaced():
