@@ -299,6 +299,9 @@ def _send_presence_changed_on_commit(
     server_timestamp = log_time.timestamp()
 
     def send() -> None:
+        # With no receiver connected there is nobody to tell: skip the recipient count.
+        if not presence_changed.has_listeners(UserPresence):
+            return
         if not forced and _too_many_recipients(member):
             return
         presence_changed.send(

@@ -21,9 +21,7 @@ def test_defaults_pass():
     assert check_ids() == []
 
 
-@pytest.mark.parametrize(
-    ("setting", "check_id"), sorted(checks.POSITIVE_INT_SETTINGS.items())
-)
+@pytest.mark.parametrize(("setting", "check_id"), sorted(checks.POSITIVE_INT_SETTINGS.items()))
 @pytest.mark.parametrize("bad_value", [0, -5, "60", True, None])
 def test_positive_int_settings(setting, check_id, bad_value):
     with override_settings(**{setting: bad_value}):

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from django_presence import actions
 from django_presence.models import RealmMember, UserPresence
+from django_presence.signals import presence_changed
 
 from .api_utils import REALM_PRESENCE_URL, post_presence, success, user_presence_url
 
@@ -103,10 +104,26 @@ def test_post_presence_that_writes(realm_of_members, django_assert_num_queries, 
         assert len(body["presences"]) == size
 
 
-def test_post_presence_first_report(realm_of_members, django_assert_num_queries):
-    """The row is created and presence_changed goes out, which counts its recipients."""
+def _ignore_presence_changed(sender: Any, **kwargs: Any) -> None:
+    pass
+
+
+@pytest.mark.parametrize("receivers", [0, 1])
+def test_post_presence_first_report(realm_of_members, django_assert_num_queries, receivers):
+    """The row is created and presence_changed goes out, which counts its recipients; with no
+    receiver connected the count is skipped."""
     sized = realm_of_members
-    expected = AUTH + TRANSACTION + LOCK + write_statements() + RECIPIENTS + REALM_READ
+    expected = AUTH + TRANSACTION + LOCK + write_statements() + REALM_READ
+    if receivers:
+        presence_changed.connect(_ignore_presence_changed)
+        expected += RECIPIENTS
+    try:
+        _assert_first_report_queries(sized, expected, django_assert_num_queries)
+    finally:
+        presence_changed.disconnect(_ignore_presence_changed)
+
+
+def _assert_first_report_queries(sized, expected, django_assert_num_queries):
     for size in SIZES:
         sized.grow_to(size)
         UserPresence.objects.filter(user_id=sized.viewer.user_id).delete()
