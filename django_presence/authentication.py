@@ -8,7 +8,12 @@ import hmac
 import re
 from typing import Any
 
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.authentication import (
+    BaseAuthentication,
+    SessionAuthentication,
+    get_authorization_header,
+)
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 
 from .actions import api_key_digest
@@ -47,6 +52,22 @@ def authenticate_api_key(email: str, raw_key: str) -> RealmMember:
         raise ZulipAuthenticationFailed("Invalid API key")
     check_member_can_authenticate(member)
     return member
+
+
+class ZulipSessionAuthentication(SessionAuthentication):
+    """DRF's session authentication, with Zulip's CSRF error (403, code CSRF_FAILED)."""
+
+    def enforce_csrf(self, request: Request) -> None:
+        try:
+            super().enforce_csrf(request)
+        except PermissionDenied as exc:
+            reason = str(exc.detail).removeprefix("CSRF Failed: ")
+            raise ZulipError(
+                f"CSRF error: {reason}",
+                code="CSRF_FAILED",
+                http_status=403,
+                extra={"reason": reason},
+            ) from None
 
 
 class ZulipApiKeyAuthentication(BaseAuthentication):

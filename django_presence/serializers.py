@@ -8,6 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
 from .exceptions import ZulipError
@@ -57,6 +58,10 @@ class RawStringField(serializers.CharField):
         kwargs.setdefault("trim_whitespace", False)
         kwargs.setdefault("allow_blank", True)
         super().__init__(**kwargs)
+        # Zulip echoes any value back in its own error ("Invalid status: ..."), NUL included.
+        self.validators = [
+            v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)
+        ]
 
 
 class ZulipParamsSerializer(serializers.Serializer):  # type: ignore[type-arg]

@@ -13,7 +13,6 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
@@ -25,7 +24,7 @@ from rest_framework.views import APIView
 from . import __version__
 from .actions import do_set_presence_enabled, update_user_presence
 from .adapter import get_access_adapter
-from .authentication import ZulipApiKeyAuthentication
+from .authentication import ZulipApiKeyAuthentication, ZulipSessionAuthentication
 from .conf import presence_settings
 from .exceptions import ZulipError, zulip_exception_handler
 from .formatting import format_single_user_entry
@@ -58,7 +57,7 @@ class PresenceAPIView(APIView):
 
     authentication_classes = [
         ZulipApiKeyAuthentication,
-        SessionAuthentication,
+        ZulipSessionAuthentication,
     ]
     permission_classes = [IsActiveRealmMember]
     throttle_classes = [PresenceRateThrottle]

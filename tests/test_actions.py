@@ -85,6 +85,26 @@ def test_signal_only_when_coming_online(make_member, received, django_capture_on
 
 
 @pytest.mark.django_db
+def test_write_throttle_is_strictly_more_than_55_seconds(make_member):
+    hamlet = make_member()
+    report(hamlet, 0)
+    report(hamlet, 55)  # exactly 55 s newer: not a write
+    assert (row(hamlet).last_update_id, row(hamlet).last_active_time) == (1, T0)
+    report(hamlet, 56, "idle")  # an idle report moves only last_connected_time
+    presence = row(hamlet)
+    assert presence.last_update_id == 2
+    assert presence.last_active_time == T0
+    assert presence.last_connected_time == T0 + timedelta(seconds=56)
+    report(hamlet, 10)  # older than what is stored: nothing moves backwards
+    assert row(hamlet).last_update_id == 2
+    report(hamlet, 56 + 55)  # active 111 s after the last active report; connected only 55 s
+    presence = row(hamlet)
+    assert presence.last_update_id == 3
+    assert presence.last_active_time == presence.last_connected_time
+    assert presence.last_active_time == T0 + timedelta(seconds=111)
+
+
+@pytest.mark.django_db
 def test_no_signal_in_presence_disabled_realm_unless_forced(
     make_member, received, django_capture_on_commit_callbacks
 ):

@@ -359,7 +359,11 @@ def test_session_post_needs_the_csrf_token(hamlet):
     success(browser.get(REALM_PRESENCE_URL))  # safe methods need no token
 
     assert_error(
-        post_presence(browser, status="active"), "CSRF Failed: CSRF cookie not set.", status=403
+        post_presence(browser, status="active"),
+        "CSRF error: CSRF cookie not set.",
+        status=403,
+        code="CSRF_FAILED",
+        reason="CSRF cookie not set.",
     )
     assert not UserPresence.objects.exists()
 
@@ -476,7 +480,7 @@ def test_odd_user_paths(client, user_id_or_email):
 
 
 def test_null_character_in_status(client):
-    assert_error(post_presence(client, status="act\x00ive"), "Null characters are not allowed.")
+    assert_error(post_presence(client, status="act\x00ive"), "Invalid status: act\x00ive")
 
 
 # Who is listed, and the id that comes back --------------------------------------------------
