@@ -48,6 +48,30 @@ def do_create_realm(string_id: str, name: str, *, presence_disabled: bool = Fals
     return realm
 
 
+class MembershipError(ValueError):
+    """Why a user cannot become a member of a realm; the message is for people."""
+
+
+def check_add_realm_member(user: AbstractBaseUser, realm: Realm) -> None:
+    """One realm per user, and one member per email within a realm (the API finds members by
+    email, case-insensitively). Raises MembershipError."""
+    email_field = user.get_email_field_name()
+    email = str(getattr(user, email_field, "") or "")
+    current = RealmMember.objects.select_related("realm").filter(user_id=user.pk).first()
+    if current is not None:
+        raise MembershipError(f"{email} already belongs to realm '{current.realm.string_id}'.")
+    clash = (
+        RealmMember.objects.select_related("user")
+        .filter(realm=realm, **{f"user__{email_field}__iexact": email})
+        .first()
+    )
+    if clash is not None:
+        raise MembershipError(
+            f"Another member of realm '{realm.string_id}' already has the email "
+            f"{clash.email} (user id {clash.user_id})."
+        )
+
+
 def do_add_realm_member(
     user: AbstractBaseUser,
     realm: Realm,
@@ -55,7 +79,8 @@ def do_add_realm_member(
     role: int = RealmMember.Role.MEMBER,
     is_bot: bool = False,
 ) -> RealmMember:
-    """Make ``user`` a member of ``realm``. A user belongs to one realm at most."""
+    """Make ``user`` a member of ``realm`` (see check_add_realm_member for the rules)."""
+    check_add_realm_member(user, realm)
     return RealmMember.objects.create(user_id=user.pk, realm=realm, role=role, is_bot=is_bot)
 
 

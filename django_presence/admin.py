@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth import get_permission_codename, get_user_model
@@ -232,6 +233,26 @@ def _set_presence_enabled(member_id: int, presence_enabled: bool) -> None:
     actions.do_set_presence_enabled(member, presence_enabled)
 
 
+class RealmMemberAddForm(forms.ModelForm):  # type: ignore[type-arg]
+    """The add form: the membership rules of actions.check_add_realm_member, as form errors."""
+
+    class Meta:
+        model = RealmMember
+        fields = ("user", "realm", "role", "is_bot")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        user, realm = cleaned.get("user"), cleaned.get("realm")
+        # A user who already has a membership is reported by the model's unique check.
+        already_member = RealmMember.objects.filter(user_id=getattr(user, "pk", None)).exists()
+        if user is not None and realm is not None and not already_member:
+            try:
+                actions.check_add_realm_member(user, realm)
+            except actions.MembershipError as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return cleaned
+
+
 @admin.register(RealmMember)
 class RealmMemberAdmin(ModelAdmin[RealmMember]):
     list_display = ("email", "realm", "role", "is_bot", "is_active", "presence_enabled")
@@ -249,6 +270,17 @@ class RealmMemberAdmin(ModelAdmin[RealmMember]):
     @admin.display(description=_("email"), ordering=USER_EMAIL)
     def email(self, member: RealmMember) -> str:
         return _annotated_email(member)
+
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: RealmMember | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = RealmMemberAddForm
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: RealmMember | None = None) -> tuple[str, ...]:
         if obj is None:

@@ -424,6 +424,21 @@ def test_adding_a_member_goes_through_the_action(admin_client, realm):
 
 
 @pytest.mark.django_db
+def test_adding_a_member_refuses_an_email_taken_in_the_realm(admin_client, make_member, realm):
+    taken = make_member(user__email="Hamlet@example.com")
+    user = get_user_model().objects.create_user("hamlet2", "hamlet@example.com")
+    response = admin_client.post(
+        url("realmmember", "add"), {"user": user.pk, "realm": realm.pk, "role": "400"}
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.non_field_errors() == [
+        f"Another member of realm 'zulip' already has the email Hamlet@example.com "
+        f"(user id {taken.user_id})."
+    ]
+    assert not RealmMember.objects.filter(user=user).exists()
+
+
+@pytest.mark.django_db
 def test_member_role_and_activity_changes_go_through_actions(admin_client, make_member):
     member = make_member()
     change = url("realmmember", "change", member.pk)

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 from django.db import models, transaction
 
-from django_presence.actions import do_add_realm_member, do_create_realm
+from django_presence.actions import MembershipError, do_add_realm_member, do_create_realm
 from django_presence.models import Realm, RealmMember
 
 
@@ -130,8 +130,10 @@ class Command(BaseCommand):
                 user = create_user(email)
                 report.append(f"Created user {email} (id {user.pk}) with no usable password.")
 
-            self._check_can_join(user, realm)
-            member = do_add_realm_member(user, realm, role=role, is_bot=is_bot)
+            try:
+                member = do_add_realm_member(user, realm, role=role, is_bot=is_bot)
+            except MembershipError as exc:
+                raise CommandError(str(exc)) from exc
 
         report.append(
             f"Added {member.email} to realm '{realm.string_id}' "
@@ -139,22 +141,3 @@ class Command(BaseCommand):
         )
         for line in report:
             self.stdout.write(line)
-
-    def _check_can_join(self, user: AbstractBaseUser, realm: Realm) -> None:
-        """One realm per user, and one member per email within a realm (the API finds members
-        by email, case-insensitively)."""
-        email = _user_email(user)
-        current = RealmMember.objects.select_related("realm").filter(user_id=user.pk).first()
-        if current is not None:
-            raise CommandError(f"{email} already belongs to realm '{current.realm.string_id}'.")
-        email_lookup = f"user__{user.get_email_field_name()}__iexact"
-        clash = (
-            RealmMember.objects.select_related("user")
-            .filter(realm=realm, **{email_lookup: email})
-            .first()
-        )
-        if clash is not None:
-            raise CommandError(
-                f"Another member of realm '{realm.string_id}' already has the email "
-                f"{clash.email} (user id {clash.user_id})."
-            )
