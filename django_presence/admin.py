@@ -244,8 +244,11 @@ class RealmMemberAddForm(forms.ModelForm):  # type: ignore[type-arg]
         cleaned: dict[str, Any] = super().clean() or {}
         user, realm = cleaned.get("user"), cleaned.get("realm")
         # A user who already has a membership is reported by the model's unique check.
-        already_member = RealmMember.objects.filter(user_id=getattr(user, "pk", None)).exists()
-        if user is not None and realm is not None and not already_member:
+        if (
+            user is not None
+            and realm is not None
+            and not RealmMember.objects.filter(user_id=user.pk).exists()
+        ):
             try:
                 actions.check_add_realm_member(user, realm)
             except actions.MembershipError as exc:
