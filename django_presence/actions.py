@@ -9,6 +9,7 @@ import hashlib
 import logging
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -394,74 +395,87 @@ def _next_update_id_sql() -> str:
     )
 
 
+def _write_with_next_update_id(
+    member: RealmMember, write: Callable[[Any], tuple[int | None, bool]]
+) -> _PresenceWrite:
+    """Run ``write(cursor)``, which takes the realm's next update id and writes the row, and
+    returns (update id or None when the realm has no sequence row, whether a row was written).
+    A missing sequence row is created once and the write retried."""
+    for _attempt in range(2):
+        with connection.cursor() as cursor:
+            update_id, row_written = write(cursor)
+        if update_id is not None:
+            return _PresenceWrite(last_update_id=int(update_id), row_written=row_written)
+        _ensure_presence_sequence(member.realm_id)
+    raise RuntimeError(f"no presence sequence for realm {member.realm_id}")
+
+
+def _take_next_update_id(cursor: Any, realm_id: int) -> int | None:
+    """The two-statement form's first statement (databases without data-modifying CTEs)."""
+    cursor.execute(_next_update_id_sql(), [realm_id])
+    fetched = cursor.fetchone()
+    return fetched[0] if fetched else None
+
+
 def _insert_presence_row(
     member: RealmMember, last_active: datetime | None, last_connected: datetime | None
 ) -> _PresenceWrite:
+    table = _quoted(UserPresence)
     columns = ", ".join(
         _quoted(UserPresence, f)
         for f in ("user", "realm", "last_active_time", "last_connected_time", "last_update_id")
     )
     conflict = f"ON CONFLICT ({_quoted(UserPresence, 'user')}) DO NOTHING"
     values = [member.user_id, member.realm_id, _adapt(last_active), _adapt(last_connected)]
-    for _attempt in range(2):
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute(
-                    f"WITH seq AS ({_next_update_id_sql()}), "
-                    f"ins AS (INSERT INTO {_quoted(UserPresence)} ({columns}) "
-                    f"SELECT %s, %s, %s, %s, seq.last_update_id FROM seq {conflict} RETURNING 1) "
-                    f"SELECT (SELECT last_update_id FROM seq), (SELECT COUNT(*) FROM ins)",
-                    [member.realm_id, *values],
-                )
-                update_id, inserted = cursor.fetchone()
-            else:
-                cursor.execute(_next_update_id_sql(), [member.realm_id])
-                fetched = cursor.fetchone()
-                update_id = fetched[0] if fetched else None
-                inserted = 0
-                if update_id is not None:
-                    cursor.execute(
-                        f"INSERT INTO {_quoted(UserPresence)} ({columns}) "
-                        f"VALUES (%s, %s, %s, %s, %s) {conflict}",
-                        [*values, update_id],
-                    )
-                    inserted = cursor.rowcount
-        if update_id is not None:
-            return _PresenceWrite(last_update_id=int(update_id), row_written=inserted == 1)
-        _ensure_presence_sequence(member.realm_id)
-    raise RuntimeError(f"no presence sequence for realm {member.realm_id}")
+
+    def write(cursor: Any) -> tuple[int | None, bool]:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH seq AS ({_next_update_id_sql()}), "
+                f"ins AS (INSERT INTO {table} ({columns}) "
+                f"SELECT %s, %s, %s, %s, seq.last_update_id FROM seq {conflict} RETURNING 1) "
+                f"SELECT (SELECT last_update_id FROM seq), (SELECT COUNT(*) FROM ins)",
+                [member.realm_id, *values],
+            )
+            update_id, inserted = cursor.fetchone()
+            return update_id, inserted == 1
+        update_id = _take_next_update_id(cursor, member.realm_id)
+        if update_id is None:
+            return None, False
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, %s) {conflict}",
+            [*values, update_id],
+        )
+        return update_id, cursor.rowcount == 1
+
+    return _write_with_next_update_id(member, write)
 
 
 def _update_presence_row(
     member: RealmMember, row_id: int, changes: dict[str, datetime]
 ) -> _PresenceWrite:
+    table = _quoted(UserPresence)
     assignments = ", ".join(f"{_quoted(UserPresence, field)} = %s" for field in changes)
     values = [_adapt(value) for value in changes.values()]
-    table = _quoted(UserPresence)
     update_id_column = _quoted(UserPresence, "last_update_id")
-    for _attempt in range(2):
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute(
-                    f"WITH seq AS ({_next_update_id_sql()}) "
-                    f"UPDATE {table} SET {assignments}, {update_id_column} = seq.last_update_id "
-                    f"FROM seq WHERE {table}.{_quoted(UserPresence, 'id')} = %s "
-                    f"RETURNING seq.last_update_id",
-                    [member.realm_id, *values, row_id],
-                )
-                fetched = cursor.fetchone()
-                update_id = fetched[0] if fetched else None
-            else:
-                cursor.execute(_next_update_id_sql(), [member.realm_id])
-                fetched = cursor.fetchone()
-                update_id = fetched[0] if fetched else None
-                if update_id is not None:
-                    cursor.execute(
-                        f"UPDATE {table} SET {assignments}, {update_id_column} = %s "
-                        f"WHERE {_quoted(UserPresence, 'id')} = %s",
-                        [*values, update_id, row_id],
-                    )
+    id_column = _quoted(UserPresence, "id")
+
+    def write(cursor: Any) -> tuple[int | None, bool]:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH seq AS ({_next_update_id_sql()}) "
+                f"UPDATE {table} SET {assignments}, {update_id_column} = seq.last_update_id "
+                f"FROM seq WHERE {table}.{id_column} = %s RETURNING seq.last_update_id",
+                [member.realm_id, *values, row_id],
+            )
+            fetched = cursor.fetchone()
+            return (fetched[0] if fetched else None), True
+        update_id = _take_next_update_id(cursor, member.realm_id)
         if update_id is not None:
-            return _PresenceWrite(last_update_id=int(update_id), row_written=True)
-        _ensure_presence_sequence(member.realm_id)
-    raise RuntimeError(f"no presence sequence for realm {member.realm_id}")
+            cursor.execute(
+                f"UPDATE {table} SET {assignments}, {update_id_column} = %s WHERE {id_column} = %s",
+                [*values, update_id, row_id],
+            )
+        return update_id, True
+
+    return _write_with_next_update_id(member, write)
