@@ -2,7 +2,8 @@
 """Newcomer commands; needs nothing but Python 3.11+.
 
     python3 dev.py demo [--port 8000]   seed the example project and serve it
-    python3 dev.py test [PYTEST_ARGS]   lint, type-check, migrations check, and the test suites
+    python3 dev.py test [PYTEST_ARGS]   lint, type-check, migrations check, the test suites,
+                                        the package smoke test and the Django 6 test matrix
 
 Both create .venv on first use and reinstall the project into it whenever pyproject.toml
 changes.
@@ -35,8 +36,9 @@ def bootstrap() -> None:
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == digest:
         return
-    print("==> pip install -e '.[test,lint]'", flush=True)
-    subprocess.run([PYTHON, "-m", "pip", "install", "-e", ".[test,lint]"], cwd=ROOT, check=True)
+    extras = ".[test,lint,dev,bench]"
+    print(f"==> pip install -e '{extras}'", flush=True)
+    subprocess.run([PYTHON, "-m", "pip", "install", "-e", extras], cwd=ROOT, check=True)
     STAMP.write_text(digest)
 
 
@@ -59,8 +61,17 @@ def postgres_reachable() -> bool:
     return True
 
 
+def venv_versions() -> tuple[str, str]:
+    """The Python and Django versions of .venv: the matrix cell that its own runs stand for."""
+    script = "import platform, django; print(platform.python_version(), django.get_version())"
+    done = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, check=True)
+    python_version, django_version = done.stdout.split()
+    return python_version, django_version
+
+
 def cmd_test(pytest_args: list[str]) -> int:
     pytest: list[str | Path] = [PYTHON, "-m", "pytest", *pytest_args]
+    python_version, django_version = venv_versions()
     results: list[tuple[str, str]] = []  # (step, outcome)
 
     def step(name: str, *args: str | Path, env: dict[str, str] | None = None) -> None:
@@ -80,9 +91,13 @@ def cmd_test(pytest_args: list[str]) -> int:
     if postgres_reachable():
         postgres_env = {**os.environ, "PRESENCE_TEST_DATABASE": "postgres"}
         step("pytest (PostgreSQL)", *pytest, env=postgres_env)
+        # Every benchmark step at small sizes, in seconds, with no timing assertion
+        # (docs/performance.md); it fails on wrong answers, statement counts or HTTP errors.
+        step("bench smoke", PYTHON, "-m", "bench", "--smoke")
     else:
         print(f"\n==> PostgreSQL not reachable at {host}:{port}, skipping the PostgreSQL run")
         results.append(("pytest (PostgreSQL)", f"skipped: not reachable at {host}:{port}"))
+        results.append(("bench smoke", f"skipped: PostgreSQL not reachable at {host}:{port}"))
 
     # The custom-user suite runs whole or not at all: extra arguments usually name other tests.
     if (ROOT / "tests" / "settings_custom_user.py").exists():
@@ -92,9 +107,20 @@ def cmd_test(pytest_args: list[str]) -> int:
             custom_user = ("--ds=tests.settings_custom_user", "tests/custom_user")
             step("pytest (custom user)", PYTHON, "-m", "pytest", *custom_user)
 
-    print("\nSummary:")
+    step("package build + smoke", PYTHON, ROOT / "scripts" / "package_smoke.py")
+
+    # The runs above are the matrix's Django 5.2 / Python 3.11 cells when .venv has those (it
+    # does when python3 is 3.11), so nox adds only the Django 6 cells; otherwise every cell.
+    if django_version.startswith("5.2."):
+        nox_step, nox_selection = "nox (Django 6 cells)", ["-t", "django6"]
+    else:
+        nox_step, nox_selection = "nox (every cell)", []
+    nox = (PYTHON, "-m", "nox", "--reuse-existing-virtualenvs", *nox_selection)
+    step(nox_step, *nox, "--", *pytest_args)
+
+    print(f"\nSummary (.venv: Python {python_version}, Django {django_version}):")
     for name, outcome in results:
-        print(f"  {name:<24} {outcome}")
+        print(f"  {name:<26} {outcome}")
     failed = any(outcome == "FAILED" for _name, outcome in results)
     print("\nSome steps FAILED." if failed else "\nAll steps passed.")
     return 1 if failed else 0

@@ -21,7 +21,7 @@ from django.utils import timezone
 from .conf import presence_settings
 from .formatting import format_modern_entry
 from .models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence
-from .queries import presence_event_recipients
+from .queries import presence_event_recipients, stale_presence_rows
 from .signals import presence_changed, presence_enabled_changed
 
 logger = logging.getLogger(__name__)
@@ -148,13 +148,15 @@ def do_revoke_api_keys(member: RealmMember) -> int:
 
 def update_user_presence(
     member: RealmMember, *, log_time: datetime, status: str, new_user_input: bool
-) -> None:
-    """What a presence report does: nothing at all for a member in invisible mode.
+) -> int | None:
+    """What a presence report does: nothing at all for a member in invisible mode. Returns the
+    update id of the row's write, None when nothing was written.
 
     ``new_user_input`` feeds Zulip's usage statistics, which this app does not keep; it is
     accepted so clients can send it."""
     if member.presence_enabled:
-        do_update_user_presence(member, log_time=log_time, status=status)
+        return do_update_user_presence(member, log_time=log_time, status=status)
+    return None
 
 
 @dataclass(frozen=True)
@@ -171,8 +173,9 @@ def do_update_user_presence(
     log_time: datetime,
     status: str,
     force_send_update: bool = False,
-) -> None:
-    """Record a report of ``status`` ("active" or "idle") made at ``log_time``.
+) -> int | None:
+    """Record a report of ``status`` ("active" or "idle") made at ``log_time``. Returns the
+    update id of the row's write, None when nothing was written.
 
     Writes at most once per timestamp per UPDATE_MIN_FREQ_SECONDS, never moves a timestamp
     backwards, keeps last_connected >= last_active, and bumps the realm sequence only when it
@@ -186,13 +189,17 @@ def do_update_user_presence(
     min_freq = timedelta(seconds=conf.UPDATE_MIN_FREQ_SECONDS)
     is_active = status == STATUS_ACTIVE
 
+    loaded = None if force_send_update else _loaded_presence_row(member)
+    if loaded is not None and not _report_changes(
+        loaded.last_active_time, loaded.last_connected_time, log_time, is_active, min_freq
+    ):
+        # The row came with the member (authentication loads it) moments ago, and timestamps
+        # only move forward (invisible mode moves them back, but then reports are ignored):
+        # a report that changed nothing then changes nothing now. No transaction, no lock.
+        return None
+
     with transaction.atomic(durable=True):
-        row = (
-            UserPresence.objects.select_for_update()
-            .filter(user_id=member.user_id)
-            .values_list("id", "last_active_time", "last_connected_time")
-            .first()
-        )
+        row = _lock_presence_row(member.user_id)
         changes: dict[str, datetime] = {}
         last_active: datetime | None
         last_connected: datetime | None
@@ -205,13 +212,9 @@ def do_update_user_presence(
             creating = False
             row_id, last_active, last_connected = row
             since_active = log_time - last_active if last_active else NULL_TIMESTAMP_AGE
-            since_connected = log_time - last_connected if last_connected else NULL_TIMESTAMP_AGE
-            if since_connected > min_freq:
-                changes["last_connected_time"] = last_connected = log_time
-            if is_active and since_active > min_freq:
-                changes["last_active_time"] = last_active = log_time
-                if last_connected is None or last_connected < log_time:
-                    changes["last_connected_time"] = last_connected = log_time
+            changes = _report_changes(last_active, last_connected, log_time, is_active, min_freq)
+            last_active = changes.get("last_active_time", last_active)
+            last_connected = changes.get("last_connected_time", last_connected)
 
         became_online = is_active and since_active > timedelta(
             seconds=conf.CAME_ONLINE_THRESHOLD_SECS
@@ -223,7 +226,7 @@ def do_update_user_presence(
             if not write.row_written:
                 # Another request created the row first; it sends the event, we do nothing.
                 logger.info("UserPresence row already created for %s, returning.", member.user_id)
-                return
+                return None
         elif changes:
             write = _update_presence_row(member, row_id, changes)
 
@@ -237,6 +240,62 @@ def do_update_user_presence(
                 log_time=log_time,
                 forced=force_send_update,
             )
+    return write.last_update_id if write else None
+
+
+def _report_changes(
+    last_active: datetime | None,
+    last_connected: datetime | None,
+    log_time: datetime,
+    is_active: bool,
+    min_freq: timedelta,
+) -> dict[str, datetime]:
+    """What a report at ``log_time`` writes to an existing row: each timestamp more than
+    ``min_freq`` older than the report (last_active only for an active report, which also
+    brings last_connected up to it). Empty when the report changes nothing."""
+    changes: dict[str, datetime] = {}
+    since_active = log_time - last_active if last_active else NULL_TIMESTAMP_AGE
+    since_connected = log_time - last_connected if last_connected else NULL_TIMESTAMP_AGE
+    if since_connected > min_freq:
+        changes["last_connected_time"] = last_connected = log_time
+    if is_active and since_active > min_freq:
+        changes["last_active_time"] = log_time
+        if last_connected is None or last_connected < log_time:
+            changes["last_connected_time"] = log_time
+    return changes
+
+
+def _lock_presence_row(user_id: int) -> tuple[int, datetime | None, datetime | None] | None:
+    """(id, last_active, last_connected) of the user's row, locked until commit; None when the
+    user has none. Written out on PostgreSQL, where building and compiling the QuerySet costs
+    more than the round trip."""
+    if connection.vendor != "postgresql":
+        return (
+            UserPresence.objects.select_for_update()
+            .filter(user_id=user_id)
+            .values_list("id", "last_active_time", "last_connected_time")
+            .first()
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_quoted(UserPresence, 'id')}, {_quoted(UserPresence, 'last_active_time')},"
+            f" {_quoted(UserPresence, 'last_connected_time')} FROM {_quoted(UserPresence)}"
+            f" WHERE {_quoted(UserPresence, 'user')} = %s FOR UPDATE",
+            [user_id],
+        )
+        row = cursor.fetchone()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def _loaded_presence_row(member: RealmMember) -> UserPresence | None:
+    """The member's presence row if it was loaded together with the member (authentication
+    selects it with the API key), else None; never a query."""
+    user = RealmMember._meta.get_field("user").get_cached_value(member, default=None)
+    if user is None:
+        return None
+    presence_rel = UserPresence._meta.get_field("user").remote_field
+    presence = presence_rel.get_cached_value(user, default=None)
+    return presence if isinstance(presence, UserPresence) else None
 
 
 def do_set_presence_enabled(
@@ -282,12 +341,7 @@ def _backdate_presence_row(member: RealmMember, log_time: datetime) -> None:
     """Move both timestamps back to at most now - INVISIBLE_BACKDATE_SECS, never forwards.
     A member with no row keeps having none. Runs inside the caller's transaction."""
     backdate_to = log_time - timedelta(seconds=presence_settings.INVISIBLE_BACKDATE_SECS)
-    row = (
-        UserPresence.objects.select_for_update()
-        .filter(user_id=member.user_id)
-        .values_list("id", "last_active_time", "last_connected_time")
-        .first()
-    )
+    row = _lock_presence_row(member.user_id)
     if row is None:
         return
     row_id, last_active, last_connected = row
@@ -347,9 +401,51 @@ def _send_presence_changed_on_commit(
 def _too_many_recipients(member: RealmMember) -> bool:
     """Zulip's cut-off for unforced events: more recipients than PRESENCE_USER_LIMIT_FOR_EVENTS."""
     limit = presence_settings.USER_LIMIT_FOR_EVENTS
+    if limit is None:
+        return False  # no limit: nothing to count
     recipients = presence_event_recipients(member.realm, member)
     # Counting one past the limit is enough to decide, however large the realm.
     return recipients[: limit + 1].count() > limit
+
+
+# Purging old rows ---------------------------------------------------------------------------
+
+
+def do_purge_presence_rows(
+    realm: Realm | None,
+    older_than: datetime,
+    *,
+    batch_size: int = 1000,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Delete the presence rows of ``realm`` (every realm for None) with no report since
+    ``older_than`` (see queries.stale_presence_rows), ``batch_size`` rows per short
+    transaction, so that concurrent presence writes never wait long. ``on_progress`` gets the
+    running total after each batch. Returns how many rows were deleted.
+
+    The realm sequence is not bumped: a deleted row has nothing left to send, so incremental
+    readers simply stop receiving it. A user who reports again gets a new row and a new id."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    deleted = 0
+    after_pk = 0
+    # Walking the primary key forwards ends the loop even if rows keep changing meanwhile.
+    while True:
+        batch = list(
+            stale_presence_rows(realm, older_than)
+            .filter(pk__gt=after_pk)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not batch:
+            return deleted
+        after_pk = batch[-1]
+        with transaction.atomic(durable=True):
+            # The DELETE checks the age again: a row reported since it was selected stays.
+            count, _per_model = stale_presence_rows(realm, older_than).filter(pk__in=batch).delete()
+        deleted += count
+        if on_progress is not None:
+            on_progress(deleted)
 
 
 # The last statement of a presence write ----------------------------------------------------

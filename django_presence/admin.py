@@ -9,7 +9,6 @@ deleted here (members and realms are deactivated instead).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,15 +17,22 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth import get_permission_codename, get_user_model
 from django.db import models, transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from . import actions
-from .conf import presence_settings
 from .models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence
+from .queries import (
+    STATUS_ACTIVE,
+    STATUS_IDLE,
+    STATUS_OFFLINE,
+    presence_status,
+    presence_status_q,
+    with_presence_counts,
+)
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -45,9 +51,6 @@ _ModelT = TypeVar("_ModelT", bound=models.Model)
 # sorted whatever the user model calls its email field.
 USER_EMAIL = "user_email"
 
-STATUS_ACTIVE = "active"
-STATUS_IDLE = "idle"
-STATUS_OFFLINE = "offline"
 STATUS_CHOICES = (
     (STATUS_ACTIVE, _("active")),
     (STATUS_IDLE, _("idle")),
@@ -70,6 +73,11 @@ def _annotated_email(obj: models.Model) -> str:
     return str(getattr(obj, USER_EMAIL) or "")
 
 
+def _annotated_count(obj: models.Model, name: str) -> int:
+    # Set by queries.with_presence_counts, out of the type checker's sight too.
+    return int(getattr(obj, name))
+
+
 def _adopt(target: models.Model, saved: models.Model) -> None:
     """Turn the admin's unsaved ``target`` into the row an action just created, so the admin's
     log entry and redirect point at that row."""
@@ -80,39 +88,6 @@ def _adopt(target: models.Model, saved: models.Model) -> None:
 
 
 # Presence status ---------------------------------------------------------------------------
-
-
-def _online_cutoff(now: datetime) -> datetime:
-    return now - timedelta(seconds=presence_settings.OFFLINE_THRESHOLD_SECS)
-
-
-def presence_status(
-    last_active: datetime | None, last_connected: datetime | None, now: datetime
-) -> str:
-    """What the Zulip web app would show: active if the last active report is younger than the
-    offline threshold, else idle if the last connection is, else offline. A NULL timestamp
-    counts as never."""
-    cutoff = _online_cutoff(now)
-    if last_active is not None and last_active > cutoff:
-        return STATUS_ACTIVE
-    if last_connected is not None and last_connected > cutoff:
-        return STATUS_IDLE
-    return STATUS_OFFLINE
-
-
-def presence_status_q(status: str, now: datetime) -> Q:
-    """The filter selecting the rows :func:`presence_status` gives ``status``."""
-    cutoff = _online_cutoff(now)
-    not_active = Q(last_active_time__isnull=True) | Q(last_active_time__lte=cutoff)
-    if status == STATUS_ACTIVE:
-        return Q(last_active_time__gt=cutoff)
-    if status == STATUS_IDLE:
-        return not_active & Q(last_connected_time__gt=cutoff)
-    if status == STATUS_OFFLINE:
-        return not_active & (
-            Q(last_connected_time__isnull=True) | Q(last_connected_time__lte=cutoff)
-        )
-    raise ValueError(f"unknown presence status {status!r}")
 
 
 class PresenceStatusFilter(admin.SimpleListFilter):
@@ -179,29 +154,74 @@ class RealmAdmin(ModelAdmin[Realm]):
         "presence_disabled",
         "deactivated",
         "member_count",
+        "active_count",
+        "idle_count",
+        "offline_count",
+        "never_reported_count",
         "created_at",
     )
     list_filter = ("presence_disabled", "deactivated")
     search_fields = ("name", "string_id")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Realm]:
-        return super().get_queryset(request).annotate(member_count=Count("members"))
+        # The counts are annotations, so the changelist counts all its realms in one query.
+        return with_presence_counts(super().get_queryset(request), timezone.now())
 
     @admin.display(description=_("members"), ordering="member_count")
     def member_count(self, realm: Realm) -> int:
-        # Annotated by get_queryset, so the changelist counts all realms in one query.
-        return int(realm.member_count)  # type: ignore[attr-defined]
+        return _annotated_count(realm, "member_count")
+
+    @admin.display(description=_("active"), ordering="active_count")
+    def active_count(self, realm: Realm) -> int:
+        return _annotated_count(realm, "active_count")
+
+    @admin.display(description=_("idle"), ordering="idle_count")
+    def idle_count(self, realm: Realm) -> int:
+        return _annotated_count(realm, "idle_count")
+
+    @admin.display(description=_("offline"), ordering="offline_count")
+    def offline_count(self, realm: Realm) -> int:
+        return _annotated_count(realm, "offline_count")
+
+    @admin.display(description=_("never reported"), ordering="never_reported_count")
+    def never_reported_count(self, realm: Realm) -> int:
+        return _annotated_count(realm, "never_reported_count")
+
+    @admin.display(description=_("presence now"))
+    def presence_overview(self, realm: Realm) -> str:
+        members = _annotated_count(realm, "member_count")
+        message = ngettext(
+            "%(members)d member: %(active)d active, %(idle)d idle, %(offline)d offline, "
+            "%(never)d never reported",
+            "%(members)d members: %(active)d active, %(idle)d idle, %(offline)d offline, "
+            "%(never)d never reported",
+            members,
+        )
+        return message % {
+            "members": members,
+            "active": _annotated_count(realm, "active_count"),
+            "idle": _annotated_count(realm, "idle_count"),
+            "offline": _annotated_count(realm, "offline_count"),
+            "never": _annotated_count(realm, "never_reported_count"),
+        }
 
     def get_fields(self, request: HttpRequest, obj: Realm | None = None) -> tuple[str, ...]:
         if obj is None:
             return ("name", "string_id", "presence_disabled")
-        return ("name", "string_id", "presence_disabled", "deactivated", "created_at")
+        return (
+            "name",
+            "string_id",
+            "presence_overview",
+            "presence_disabled",
+            "deactivated",
+            "created_at",
+        )
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: Realm | None = None
     ) -> tuple[str, ...]:
         # No action renames a realm, and commands and hosts rely on a stable string id.
-        return () if obj is None else ("name", "string_id", "created_at")
+        return () if obj is None else ("name", "string_id", "presence_overview", "created_at")
 
     def get_prepopulated_fields(
         self, request: HttpRequest, obj: Realm | None = None
@@ -233,6 +253,18 @@ def _set_presence_enabled(member_id: int, presence_enabled: bool) -> None:
     actions.do_set_presence_enabled(member, presence_enabled)
 
 
+def _schedule_set_presence_enabled(members: QuerySet[RealmMember], presence_enabled: bool) -> int:
+    """Run do_set_presence_enabled for each member whose setting differs, once the current
+    transaction (if any) commits: the action needs a transaction of its own. Returns how many
+    members it was scheduled for."""
+    member_ids = list(
+        members.filter(presence_enabled=not presence_enabled).values_list("pk", flat=True)
+    )
+    for member_id in member_ids:
+        transaction.on_commit(partial(_set_presence_enabled, member_id, presence_enabled))
+    return len(member_ids)
+
+
 class RealmMemberAddForm(forms.ModelForm):  # type: ignore[type-arg]
     """The add form: the membership rules of actions.check_add_realm_member, as form errors."""
 
@@ -262,7 +294,12 @@ class RealmMemberAdmin(ModelAdmin[RealmMember]):
     list_filter = ("realm", "role", "is_bot", "is_active", "presence_enabled")
     list_select_related = ("user", "realm")
     raw_id_fields = ("user",)
-    actions = ("revoke_api_keys", "issue_api_key")
+    actions = (
+        "revoke_api_keys",
+        "issue_api_key",
+        "turn_invisible_mode_on",
+        "turn_invisible_mode_off",
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RealmMember]:
         return _with_user_email(super().get_queryset(request), "user")
@@ -336,6 +373,28 @@ class RealmMemberAdmin(ModelAdmin[RealmMember]):
         for member in queryset:
             _api_key, raw_key = actions.do_create_api_key(member)
             _show_new_key(request, member, raw_key)
+
+    @admin.action(description=_("Turn invisible mode on"), permissions=["change"])
+    def turn_invisible_mode_on(self, request: HttpRequest, queryset: QuerySet[RealmMember]) -> None:
+        count = _schedule_set_presence_enabled(queryset, False)
+        message = ngettext(
+            "Turned invisible mode on for %(count)d member.",
+            "Turned invisible mode on for %(count)d members.",
+            count,
+        )
+        self.message_user(request, message % {"count": count}, messages.SUCCESS)
+
+    @admin.action(description=_("Turn invisible mode off"), permissions=["change"])
+    def turn_invisible_mode_off(
+        self, request: HttpRequest, queryset: QuerySet[RealmMember]
+    ) -> None:
+        count = _schedule_set_presence_enabled(queryset, True)
+        message = ngettext(
+            "Turned invisible mode off for %(count)d member.",
+            "Turned invisible mode off for %(count)d members.",
+            count,
+        )
+        self.message_user(request, message % {"count": count}, messages.SUCCESS)
 
 
 def _api_key_permission(action: str) -> str:

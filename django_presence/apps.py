@@ -12,5 +12,8 @@ class PresenceConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks
+        from .events import receivers
 
         checks.register()
+        # Presence events for the event queues (docs/events.md).
+        receivers.connect()

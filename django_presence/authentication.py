@@ -39,7 +39,9 @@ def authenticate_api_key(email: str, raw_key: str) -> RealmMember:
         raise ZulipAuthenticationFailed("Malformed API key")
     digest = api_key_digest(raw_key)
     api_key = (
-        ApiKey.objects.select_related("member__user", "member__realm")
+        # With the caller's presence row and the realm's sequence, so that a report that
+        # changes nothing, and a poll when nothing is new, cost no further query.
+        ApiKey.objects.select_related("member__user__presence", "member__realm__presence_sequence")
         .filter(key_digest=digest, revoked_at__isnull=True)
         .first()
     )

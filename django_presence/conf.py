@@ -23,6 +23,12 @@ DEFAULTS: dict[str, Any] = {
     "PRESENCE_ACCESS_ADAPTER": "django_presence.adapter.DefaultAccessAdapter",
     "PRESENCE_API_RATE": "200/min",
     "PRESENCE_SERVER_NAME": "Django presence",
+    "PRESENCE_READ_DATABASE": None,
+    "PRESENCE_EVENT_BACKEND": "django_presence.events.backends.in_process.InProcessBackend",
+    "PRESENCE_EVENT_REDIS_URL": "redis://127.0.0.1:6379/0",
+    "PRESENCE_EVENT_REDIS_KEY_PREFIX": "presence",
+    "PRESENCE_EVENT_QUEUE_TIMEOUT_SECS": 600,
+    "PRESENCE_EVENT_LONG_POLL_SECS": 50,
 }
 
 
@@ -58,9 +64,11 @@ class PresenceSettings:
         return int(self._get("PRESENCE_DEFAULT_HISTORY_LIMIT_DAYS"))
 
     @property
-    def USER_LIMIT_FOR_EVENTS(self) -> int:
-        """Above this many recipients, unforced presence_changed signals are not sent (100)."""
-        return int(self._get("PRESENCE_USER_LIMIT_FOR_EVENTS"))
+    def USER_LIMIT_FOR_EVENTS(self) -> int | None:
+        """Above this many recipients, unforced presence_changed signals are not sent (100);
+        None: no limit, and no recipient count."""
+        value = self._get("PRESENCE_USER_LIMIT_FOR_EVENTS")
+        return None if value is None else int(value)
 
     @property
     def LIMIT_TO_ACCESSIBLE_USERS(self) -> bool:
@@ -83,6 +91,39 @@ class PresenceSettings:
     def SERVER_NAME(self) -> str:
         """The realm_name that GET server_settings reports ("Django presence")."""
         return str(self._get("PRESENCE_SERVER_NAME"))
+
+    @property
+    def READ_DATABASE(self) -> str | None:
+        """Database alias (e.g. a read replica) of the realm-wide presence reads; None reads
+        where the host's routers say (docs/scaling.md)."""
+        value = self._get("PRESENCE_READ_DATABASE")
+        return None if value is None else str(value)
+
+    @property
+    def EVENT_BACKEND(self) -> str:
+        """Dotted path of the event-queue backend: in this process (the default) or Redis."""
+        return str(self._get("PRESENCE_EVENT_BACKEND"))
+
+    @property
+    def EVENT_REDIS_URL(self) -> str:
+        """The Redis server of the Redis event backend ("redis://127.0.0.1:6379/0")."""
+        return str(self._get("PRESENCE_EVENT_REDIS_URL"))
+
+    @property
+    def EVENT_REDIS_KEY_PREFIX(self) -> str:
+        """Prefix of the Redis event backend's keys and channels ("presence")."""
+        return str(self._get("PRESENCE_EVENT_REDIS_KEY_PREFIX"))
+
+    @property
+    def EVENT_QUEUE_TIMEOUT_SECS(self) -> int:
+        """An event queue not polled for this long is deleted (Zulip: 600)."""
+        return int(self._get("PRESENCE_EVENT_QUEUE_TIMEOUT_SECS"))
+
+    @property
+    def EVENT_LONG_POLL_SECS(self) -> int:
+        """A GET events with nothing to return waits this long, then answers with a heartbeat
+        (Zulip: 45 to 55)."""
+        return int(self._get("PRESENCE_EVENT_LONG_POLL_SECS"))
 
     @property
     def CAME_ONLINE_THRESHOLD_SECS(self) -> int:

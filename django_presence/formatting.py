@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 LEGACY_CLIENT_NAME = "website"
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
 
 ModernEntry = dict[str, int]
 LegacyEntry = dict[str, dict[str, Any]]
@@ -24,21 +27,47 @@ def format_modern_entry(last_active: datetime, last_connected: datetime) -> Mode
     }
 
 
+def modern_entry_at(active_at: float, connected_at: float) -> ModernEntry:
+    """format_modern_entry on UNIX seconds as ``datetime.timestamp()`` gives them."""
+    return {"active_timestamp": int(active_at), "idle_timestamp": int(connected_at)}
+
+
+def datetime_to_microseconds(value: datetime) -> int:
+    """Exact UNIX microseconds. ``microseconds / 1_000_000`` is then the very float that
+    ``value.timestamp()`` returns (both are one correctly rounded division), so the functions
+    below that take seconds as floats give the same answers as those that take datetimes."""
+    aware = value if value.tzinfo is not None else value.astimezone()
+    return (aware - EPOCH) // ONE_MICROSECOND
+
+
 def legacy_status(
     last_active: datetime, last_connected: datetime, activity_offset_secs: int
 ) -> tuple[str, int]:
     """Zulip's single rule for legacy output: active (at last_active) when the last active
     report is within the offset of the last connection, else idle (at last_connected)."""
-    if last_active.timestamp() + activity_offset_secs >= last_connected.timestamp():
-        return "active", datetime_to_timestamp(last_active)
-    return "idle", datetime_to_timestamp(last_connected)
+    return legacy_status_at(
+        last_active.timestamp(), last_connected.timestamp(), activity_offset_secs
+    )
+
+
+def legacy_status_at(
+    active_at: float, connected_at: float, activity_offset_secs: int
+) -> tuple[str, int]:
+    """legacy_status on UNIX seconds as ``datetime.timestamp()`` gives them."""
+    if active_at + activity_offset_secs >= connected_at:
+        return "active", int(active_at)
+    return "idle", int(connected_at)
 
 
 def format_legacy_entry(
     last_active: datetime, last_connected: datetime, activity_offset_secs: int
 ) -> LegacyEntry:
     """The legacy per-user entry of realm-wide responses; the client key is always "website"."""
-    status, timestamp = legacy_status(last_active, last_connected, activity_offset_secs)
+    return legacy_entry(*legacy_status(last_active, last_connected, activity_offset_secs))
+
+
+def legacy_entry(status: str, timestamp: int) -> LegacyEntry:
+    """The legacy entry for a status and its timestamp (see legacy_status)."""
     return {
         "aggregated": {"client": LEGACY_CLIENT_NAME, "status": status, "timestamp": timestamp},
         LEGACY_CLIENT_NAME: {

@@ -19,9 +19,9 @@ def get_request_member(request: Request) -> RealmMember:
         return request.auth
     user_pk: Any = request.user.pk
     try:
-        member: RealmMember = RealmMember.objects.select_related("realm", "user").get(
-            user_id=user_pk
-        )
+        # With the presence row and the realm's sequence, as authenticate_api_key does.
+        members = RealmMember.objects.select_related("realm__presence_sequence", "user__presence")
+        member: RealmMember = members.get(user_id=user_pk)
     except ObjectDoesNotExist:
         raise ZulipError(
             "This user is not a member of any organization", code="UNAUTHORIZED", http_status=403

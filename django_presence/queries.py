@@ -3,18 +3,27 @@ so the indexes that lead with the realm serve it. Nothing here writes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
-from django.db.models import QuerySet
+from django.db import connections, router
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .adapter import get_access_adapter
 from .conf import presence_settings
-from .formatting import format_legacy_entry, format_modern_entry
-from .models import Realm, RealmMember, UserPresence
+from .formatting import (
+    datetime_to_microseconds,
+    legacy_entry,
+    legacy_status_at,
+    modern_entry_at,
+)
+from .models import PresenceSequence, Realm, RealmMember, UserPresence
 
 # presence_last_update_id when there is neither data nor a client baseline.
 NO_UPDATE_ID = -1
@@ -57,57 +66,246 @@ def get_presence_dict_by_realm(
     Modern entries are keyed by str(user_id), legacy ones by email. With a positive
     ``last_update_id`` only rows written after it are returned, with no time window; otherwise
     only rows connected within ``history_limit_days`` (default 14; 0 means nothing)."""
+    read = read_realm_presence(
+        realm,
+        viewer,
+        slim_presence=slim_presence,
+        last_update_id=last_update_id,
+        history_limit_days=history_limit_days,
+        now=now,
+    )
+    presences: dict[str, Any] = {}
+    for chunk in read.chunks():
+        presences.update(chunk)
+    return presences, read.last_update_id
+
+
+def read_realm_presence(
+    realm: Realm,
+    viewer: RealmMember,
+    *,
+    slim_presence: bool,
+    last_update_id: int | None = None,
+    history_limit_days: int | None = None,
+    now: datetime | None = None,
+    newest_update_id: int | None = None,
+) -> RealmPresenceRead:
+    """get_presence_dict_by_realm in steps of READ_CHUNK_SIZE entries, so that a caller can
+    render each step as it comes (the views do) instead of holding every entry of a large
+    realm at once. Reads the PRESENCE_READ_DATABASE alias when that is set.
+
+    ``newest_update_id`` is the newest update id known earlier in the same request (the realm's
+    sequence as authentication loaded it, see loaded_update_id, or the request's own write),
+    if any. When it is not above ``last_update_id`` no row can be newer than the client's
+    cursor, and the answer (nothing, and the cursor back) needs no query. Otherwise an
+    incremental read stops at it: rows written since then come with the next poll, as if the
+    read had run at that moment. The bound also keeps the planner's row estimate (made from
+    the update ids of every realm) close to the truth, so that it joins the few rows found
+    through the (realm, last_update_id) index instead of hashing the realm's memberships."""
     if realm.presence_disabled:
-        return {}, NO_UPDATE_ID
+        return RealmPresenceRead(None, slim_presence=slim_presence, baseline=NO_UPDATE_ID)
     baseline = NO_UPDATE_ID if last_update_id is None else last_update_id
     if history_limit_days == 0:
-        return {}, baseline
-
-    now = now or timezone.now()
-    days = presence_settings.DEFAULT_HISTORY_LIMIT_DAYS
-    if history_limit_days is not None:
-        # Clamped so any client value gives a representable date: a thousand years back
-        # already means "everything", and a negative value (a window in the future) "nothing".
-        days = max(-MAX_HISTORY_LIMIT_DAYS, min(history_limit_days, MAX_HISTORY_LIMIT_DAYS))
-    rows = UserPresence.objects.filter(
-        realm_id=realm.pk,
-        user__presence_membership__is_active=True,
-        user__presence_membership__is_bot=False,
+        return RealmPresenceRead(None, slim_presence=slim_presence, baseline=baseline)
+    nothing_newer = (
+        last_update_id is not None
+        and newest_update_id is not None
+        and newest_update_id <= last_update_id
     )
-    if _user_model_has_field("is_active"):
-        rows = rows.filter(user__is_active=True)
-    if last_update_id is not None:
-        rows = rows.filter(last_update_id__gt=last_update_id)
+    if nothing_newer:
+        return RealmPresenceRead(None, slim_presence=slim_presence, baseline=baseline)
+
+    connected_since = None
     if last_update_id is None or last_update_id <= 0:
-        # A NULL last_connected_time never matches, so rows with no timestamps stay out.
-        rows = rows.filter(last_connected_time__gte=now - timedelta(days=days))
+        days = presence_settings.DEFAULT_HISTORY_LIMIT_DAYS
+        if history_limit_days is not None:
+            # Clamped so any client value gives a representable date: a thousand years back
+            # already means "everything", and a negative value (a window in the future)
+            # "nothing".
+            days = max(-MAX_HISTORY_LIMIT_DAYS, min(history_limit_days, MAX_HISTORY_LIMIT_DAYS))
+        connected_since = (now or timezone.now()) - timedelta(days=days)
+    accessible_user_ids = None
     if presence_settings.LIMIT_TO_ACCESSIBLE_USERS:
         adapter = get_access_adapter()
         if not adapter.can_access_all_users(viewer):
-            rows = rows.filter(user_id__in=adapter.accessible_user_ids(viewer))
+            accessible_user_ids = adapter.accessible_user_ids(viewer)
+    rows = _RealmRows(
+        database=presence_settings.READ_DATABASE or router.db_for_read(UserPresence),
+        realm_id=realm.pk,
+        after_update_id=last_update_id,
+        # Incremental reads only: a full read takes the whole realm either way.
+        up_to_update_id=newest_update_id if connected_since is None else None,
+        connected_since=connected_since,
+        accessible_user_ids=accessible_user_ids,
+    )
+    return RealmPresenceRead(rows, slim_presence=slim_presence, baseline=baseline)
 
-    offset = presence_settings.LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS
-    presences: dict[str, Any] = {}
-    max_update_id = baseline
-    found_any = False
-    for user_id, email, last_active, last_connected, update_id, date_joined in rows.values_list(
-        "user_id",
-        f"user__{_user_email_field()}",
-        "last_active_time",
-        "last_connected_time",
-        "last_update_id",
-        "user__presence_membership__date_joined",
-    ):
-        # The API always sends integers: missing timestamps fall back to the join date.
-        last_active = last_active or date_joined
-        last_connected = last_connected or date_joined
-        if slim_presence:
-            presences[str(user_id)] = format_modern_entry(last_active, last_connected)
-        else:
-            presences[email] = format_legacy_entry(last_active, last_connected, offset)
-        max_update_id = update_id if not found_any else max(max_update_id, update_id)
-        found_any = True
-    return presences, max_update_id
+
+@dataclass(frozen=True)
+class _RealmRows:
+    """Which presence rows a realm read returns: those of active, non-bot members (and active
+    users, where the user model says) of the realm, written after ``after_update_id`` and up
+    to ``up_to_update_id``, connected since ``connected_since``, of the users in
+    ``accessible_user_ids`` (a subquery); each condition only when given."""
+
+    database: str
+    realm_id: int
+    after_update_id: int | None
+    up_to_update_id: int | None
+    connected_since: datetime | None
+    accessible_user_ids: QuerySet[RealmMember, int] | None
+
+    def queryset(self) -> QuerySet[UserPresence]:
+        rows = UserPresence.objects.using(self.database).filter(
+            realm_id=self.realm_id,
+            # Redundant with realm_id (a row's realm is its member's), but it lets the planner
+            # read only this realm's memberships through their index, not all of them.
+            user__presence_membership__realm_id=self.realm_id,
+            user__presence_membership__is_active=True,
+            user__presence_membership__is_bot=False,
+        )
+        if _user_model_has_field("is_active"):
+            rows = rows.filter(user__is_active=True)
+        if self.after_update_id is not None:
+            rows = rows.filter(last_update_id__gt=self.after_update_id)
+        if self.up_to_update_id is not None:
+            rows = rows.filter(last_update_id__lte=self.up_to_update_id)
+        if self.connected_since is not None:
+            # A NULL last_connected_time never matches, so rows with no timestamps stay out.
+            rows = rows.filter(last_connected_time__gte=self.connected_since)
+        if self.accessible_user_ids is not None:
+            rows = rows.filter(user_id__in=self.accessible_user_ids)
+        return rows
+
+    def postgresql(self, *, by_email: bool) -> tuple[str, list[Any]]:
+        """queryset() written out for PostgreSQL, with the timestamps (a missing one replaced
+        by the join date) as integer UNIX microseconds: EXTRACT is exact (numeric) since
+        PostgreSQL 14, and integers spare the Python datetime that Django's timestamptz loader
+        builds for every value, the largest cost of a large read. Building and compiling the
+        QuerySet would cost more than running this on an empty incremental poll."""
+        connection = connections[self.database]
+        quote = connection.ops.quote_name
+        user_model = get_user_model()
+
+        def column(alias: str, model: type[Any], field: str) -> str:
+            return f"{alias}.{quote(model._meta.get_field(field).column)}"
+
+        def epoch_us(field: str) -> str:
+            value = column("p", UserPresence, field)
+            joined = column("m", RealmMember, "date_joined")
+            return f"(EXTRACT(EPOCH FROM COALESCE({value}, {joined})) * 1000000)::bigint"
+
+        user_id = column("p", UserPresence, "user")
+        key = column("u", user_model, _user_email_field()) if by_email else user_id
+        sql = (
+            f"SELECT {key}, {epoch_us('last_active_time')}, {epoch_us('last_connected_time')},"
+            f" {column('p', UserPresence, 'last_update_id')}"
+            f" FROM {quote(UserPresence._meta.db_table)} p"
+            f" JOIN {quote(RealmMember._meta.db_table)} m"
+            f" ON {column('m', RealmMember, 'user')} = {user_id}"
+        )
+        where = [
+            f"{column('p', UserPresence, 'realm')} = %s",
+            f"{column('m', RealmMember, 'realm')} = %s",
+            f"{column('m', RealmMember, 'is_active')}",
+            f"NOT {column('m', RealmMember, 'is_bot')}",
+        ]
+        params: list[Any] = [self.realm_id, self.realm_id]
+        user_is_active = _user_model_has_field("is_active")
+        if by_email or user_is_active:
+            user_pk = column("u", user_model, user_model._meta.pk.name)
+            sql += f" JOIN {quote(user_model._meta.db_table)} u ON {user_pk} = {user_id}"
+        if user_is_active:
+            where.append(column("u", user_model, "is_active"))
+        if self.after_update_id is not None:
+            where.append(f"{column('p', UserPresence, 'last_update_id')} > %s")
+            params.append(self.after_update_id)
+        if self.up_to_update_id is not None:
+            where.append(f"{column('p', UserPresence, 'last_update_id')} <= %s")
+            params.append(self.up_to_update_id)
+        if self.connected_since is not None:
+            where.append(f"{column('p', UserPresence, 'last_connected_time')} >= %s")
+            params.append(self.connected_since)
+        if self.accessible_user_ids is not None:
+            compiler = self.accessible_user_ids.query.get_compiler(using=self.database)
+            subquery, subquery_params = compiler.as_sql()
+            where.append(f"{user_id} IN ({subquery})")
+            params.extend(subquery_params)
+        return f"{sql} WHERE {' AND '.join(where)}", params
+
+
+def loaded_update_id(realm: Realm) -> int | None:
+    """The realm's sequence value if it was loaded with the realm (authentication loads it:
+    ``select_related("member__realm__presence_sequence")``), else None; never a query."""
+    sequence_rel = PresenceSequence._meta.get_field("realm").remote_field
+    sequence = sequence_rel.get_cached_value(realm, default=None)
+    return sequence.last_update_id if isinstance(sequence, PresenceSequence) else None
+
+
+# Rows read from the cursor, and entries built, per step of a realm read.
+READ_CHUNK_SIZE = 2000
+
+
+class RealmPresenceRead:
+    """One realm read, made by read_realm_presence: iterate ``chunks()`` once (dicts of up to
+    READ_CHUNK_SIZE entries); ``last_update_id`` is final after that."""
+
+    def __init__(self, rows: _RealmRows | None, *, slim_presence: bool, baseline: int) -> None:
+        self._rows = rows
+        self._slim_presence = slim_presence
+        # With no row, the client's baseline goes back (or NO_UPDATE_ID).
+        self.last_update_id = baseline
+
+    def chunks(self) -> Iterator[dict[str, Any]]:
+        if self._rows is None:
+            return
+        slim = self._slim_presence
+        offset = presence_settings.LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS
+        newest = NO_UPDATE_ID  # update ids are never negative
+        chunk: dict[str, Any] = {}
+        for key, active_us, connected_us, update_id in self._microsecond_rows(self._rows):
+            # Exactly the floats datetime.timestamp() gives (formatting.datetime_to_microseconds).
+            active_at, connected_at = active_us / 1_000_000, connected_us / 1_000_000
+            if slim:
+                chunk[str(key)] = modern_entry_at(active_at, connected_at)
+            else:
+                chunk[key] = legacy_entry(*legacy_status_at(active_at, connected_at, offset))
+            if update_id > newest:
+                newest = update_id
+            if len(chunk) == READ_CHUNK_SIZE:
+                yield chunk
+                chunk = {}
+        if chunk:
+            yield chunk
+        if newest > NO_UPDATE_ID:
+            self.last_update_id = newest
+
+    def _microsecond_rows(self, rows: _RealmRows) -> Iterator[tuple[Any, int, int, int]]:
+        """(key, last active, last connected, update id), timestamps in UNIX microseconds, a
+        missing one replaced by the join date (the API always sends integers)."""
+        by_email = not self._slim_presence
+        connection = connections[rows.database]
+        if connection.vendor == "postgresql":
+            sql, params = rows.postgresql(by_email=by_email)
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                # An ordinary cursor, read in steps: evaluating a QuerySet would list every row
+                # first, and QuerySet.iterator() would use a server-side cursor (more round
+                # trips, and a plan made for the first rows).
+                while batch := cursor.fetchmany(READ_CHUNK_SIZE):
+                    yield from batch
+            return
+        key_field = f"user__{_user_email_field()}" if by_email else "user_id"
+        date_joined = "user__presence_membership__date_joined"
+        for key, active, connected, update_id, joined in rows.queryset().values_list(
+            key_field, "last_active_time", "last_connected_time", "last_update_id", date_joined
+        ):
+            yield (
+                key,
+                datetime_to_microseconds(active or joined),
+                datetime_to_microseconds(connected or joined),
+                update_id,
+            )
 
 
 def get_member_by_id_or_email(realm: Realm, user_id_or_email: str) -> RealmMember | None:
@@ -149,3 +347,160 @@ def presence_event_recipients(realm: Realm, subject: RealmMember) -> QuerySet[Re
         allowed = get_access_adapter().members_who_can_access(subject)
         recipients = recipients.filter(pk__in=allowed.values("pk"))
     return recipients
+
+
+def visible_event_subjects(realm: Realm, viewer: RealmMember, user_ids: set[int]) -> set[int]:
+    """Which of ``user_ids`` (subjects of presence events in ``realm``) ``viewer`` may receive
+    events about: all of them unless access limiting restricts the viewer; one query at most."""
+    if not presence_settings.LIMIT_TO_ACCESSIBLE_USERS:
+        return user_ids
+    adapter = get_access_adapter()
+    if adapter.can_access_all_users(viewer):
+        return user_ids
+    accessible = adapter.accessible_user_ids(viewer).filter(realm_id=realm.pk, user_id__in=user_ids)
+    return set(accessible)
+
+
+# Presence status and realm overviews -------------------------------------------------------
+
+STATUS_ACTIVE = "active"
+STATUS_IDLE = "idle"
+STATUS_OFFLINE = "offline"
+STATUSES = (STATUS_ACTIVE, STATUS_IDLE, STATUS_OFFLINE)
+
+# The relation from a realm to its members' presence rows: at most one row per member.
+_MEMBER_PRESENCE = "members__user__presence"
+
+
+def online_cutoff(now: datetime) -> datetime:
+    return now - timedelta(seconds=presence_settings.OFFLINE_THRESHOLD_SECS)
+
+
+def presence_status(
+    last_active: datetime | None, last_connected: datetime | None, now: datetime
+) -> str:
+    """What the Zulip web app would show: active if the last active report is younger than the
+    offline threshold, else idle if the last connection is, else offline. A NULL timestamp
+    counts as never."""
+    cutoff = online_cutoff(now)
+    if last_active is not None and last_active > cutoff:
+        return STATUS_ACTIVE
+    if last_connected is not None and last_connected > cutoff:
+        return STATUS_IDLE
+    return STATUS_OFFLINE
+
+
+def presence_status_q(status: str, now: datetime, *, path: str = "") -> Q:
+    """The filter selecting the presence rows :func:`presence_status` gives ``status``.
+
+    ``path`` is the relation from the filtered model to UserPresence (for example
+    ``"members__user__presence"``); through it, a missing row has no status at all."""
+
+    def field(name: str) -> str:
+        return f"{path}__{name}" if path else name
+
+    cutoff = online_cutoff(now)
+    not_active = Q(**{field("last_active_time__isnull"): True}) | Q(
+        **{field("last_active_time__lte"): cutoff}
+    )
+    if status == STATUS_ACTIVE:
+        return Q(**{field("last_active_time__gt"): cutoff})
+    if status == STATUS_IDLE:
+        return not_active & Q(**{field("last_connected_time__gt"): cutoff})
+    if status == STATUS_OFFLINE:
+        offline = not_active & (
+            Q(**{field("last_connected_time__isnull"): True})
+            | Q(**{field("last_connected_time__lte"): cutoff})
+        )
+        # Through a relation, NULL timestamps may mean "no row": that is not offline.
+        return offline & Q(**{f"{path}__isnull": False}) if path else offline
+    raise ValueError(f"unknown presence status {status!r}")
+
+
+def with_presence_counts(realms: QuerySet[Realm], now: datetime) -> QuerySet[Realm]:
+    """Annotate each realm with ``member_count``, ``active_count``, ``idle_count``,
+    ``offline_count`` and ``never_reported_count`` (members with no presence row), counted
+    over all its memberships (deactivated members and bots included) in the realms' own query.
+
+    Every count follows the one join chain realm -> member -> user -> presence row, which has
+    at most one row per member, so the counts cannot multiply each other."""
+    status_counts = {
+        f"{status}_count": Count(
+            "members", filter=presence_status_q(status, now, path=_MEMBER_PRESENCE)
+        )
+        for status in STATUSES
+    }
+    return realms.annotate(
+        member_count=Count("members"),
+        never_reported_count=Count("members", filter=Q(**{f"{_MEMBER_PRESENCE}__isnull": True})),
+        **status_counts,
+    )
+
+
+@dataclass(frozen=True)
+class RealmPresenceStats:
+    string_id: str
+    members: int
+    active: int
+    idle: int
+    offline: int
+    never_reported: int
+    # Presence rows of the realm; members minus never_reported unless rows were left behind.
+    rows: int
+    last_update_id: int
+
+
+def get_realm_presence_stats(
+    realm: Realm | None = None, *, now: datetime | None = None
+) -> list[RealmPresenceStats]:
+    """Member and presence-row counts of ``realm``, or of every realm ordered by string id,
+    with the status rule of :func:`presence_status`. One query, however many realms and
+    members. ``last_update_id`` is 0 for a realm that has no sequence row yet."""
+    realms = Realm.objects.all() if realm is None else Realm.objects.filter(pk=realm.pk)
+    row_count = (
+        UserPresence.objects.filter(realm_id=OuterRef("pk"))
+        .order_by()
+        .values("realm_id")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
+    annotated = with_presence_counts(realms, now or timezone.now()).annotate(
+        row_count=Coalesce(Subquery(row_count), 0),
+        sequence_value=Coalesce(F("presence_sequence__last_update_id"), 0),
+    )
+    return [
+        RealmPresenceStats(
+            string_id=values["string_id"],
+            members=values["member_count"],
+            active=values["active_count"],
+            idle=values["idle_count"],
+            offline=values["offline_count"],
+            never_reported=values["never_reported_count"],
+            rows=values["row_count"],
+            last_update_id=values["sequence_value"],
+        )
+        for values in annotated.order_by("string_id").values(
+            "string_id",
+            "member_count",
+            "active_count",
+            "idle_count",
+            "offline_count",
+            "never_reported_count",
+            "row_count",
+            "sequence_value",
+        )
+    ]
+
+
+def stale_presence_rows(realm: Realm | None, older_than: datetime) -> QuerySet[UserPresence]:
+    """Presence rows of ``realm`` (of every realm for None) with neither timestamp at or after
+    ``older_than``. A NULL timestamp counts as never, so rows with none are included."""
+    rows = (
+        UserPresence.objects.all()
+        if realm is None
+        else UserPresence.objects.filter(realm_id=realm.pk)
+    )
+    return rows.filter(
+        Q(last_connected_time__isnull=True) | Q(last_connected_time__lt=older_than),
+        Q(last_active_time__isnull=True) | Q(last_active_time__lt=older_than),
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from . import views
+from .events import views as event_views
 from .exceptions import api_not_found
 
 app_name = "django_presence"
@@ -21,5 +22,7 @@ urlpatterns = [
     path("realm/presence", views.RealmPresenceView.as_view(), name="get-presence"),
     path("settings", views.SettingsView.as_view(), name="update-settings"),
     path("server_settings", views.ServerSettingsView.as_view(), name="get-server-settings"),
+    path("register", event_views.RegisterQueueView.as_view(), name="register-queue"),
+    path("events", event_views.events_view, name="events"),
     re_path(r"^(?P<unmatched_path>.*)$", api_not_found, name="not-found"),
 ]

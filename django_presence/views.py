@@ -16,7 +16,7 @@ from django.utils import timezone
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,7 +29,13 @@ from .conf import presence_settings
 from .exceptions import ZulipError, zulip_exception_handler
 from .formatting import format_single_user_entry
 from .permissions import IsActiveRealmMember, get_request_member
-from .queries import get_member_by_id_or_email, get_presence_dict_by_realm, get_presence_for_user
+from .queries import (
+    get_member_by_id_or_email,
+    get_presence_for_user,
+    loaded_update_id,
+    read_realm_presence,
+)
+from .renderers import OrjsonRenderer, presences_fragment
 from .serializers import NoParams, UpdatePresenceParams, UpdateSettingsParams, ZulipParamsSerializer
 from .throttling import PresenceRateThrottle
 
@@ -62,7 +68,7 @@ class PresenceAPIView(APIView):
     permission_classes = [IsActiveRealmMember]
     throttle_classes = [PresenceRateThrottle]
     parser_classes = [FormParser, MultiPartParser]
-    renderer_classes = [JSONRenderer]
+    renderer_classes = [OrjsonRenderer]
     content_negotiation_class = AlwaysJSON
 
     @classmethod
@@ -99,7 +105,7 @@ class UpdatePresenceView(PresenceAPIView):
         if member.is_bot:
             raise ZulipError("This endpoint does not accept bot requests.")
         params = self.parse_params(request, UpdatePresenceParams)
-        update_user_presence(
+        written_id = update_user_presence(
             member,
             log_time=timezone.now(),
             status=params["status"],
@@ -108,21 +114,31 @@ class UpdatePresenceView(PresenceAPIView):
         if params["ping_only"]:
             return self.success()
         last_update_id = params.get("last_update_id")
-        presences, presence_last_update_id = get_presence_dict_by_realm(
+        read = read_realm_presence(
             member.realm,
             member,
             # Sending last_update_id at all asks for the modern format.
             slim_presence=params["slim_presence"] or last_update_id is not None,
             last_update_id=last_update_id,
             history_limit_days=params.get("history_limit_days"),
+            newest_update_id=_newest(loaded_update_id(member.realm), written_id),
         )
+        presences = presences_fragment(read.chunks())
         return self.success(
             {
                 "presences": presences,
                 "server_timestamp": time.time(),
-                "presence_last_update_id": presence_last_update_id,
+                # Final only once the chunks are read.
+                "presence_last_update_id": read.last_update_id,
             }
         )
+
+
+def _newest(*update_ids: int | None) -> int | None:
+    """The newest update id this request knows of: the realm's sequence as authentication
+    loaded it, or the request's own write."""
+    known = [update_id for update_id in update_ids if update_id is not None]
+    return max(known) if known else None
 
 
 class UserPresenceView(PresenceAPIView):
@@ -159,9 +175,8 @@ class RealmPresenceView(PresenceAPIView):
     def get(self, request: Request) -> Response:
         viewer = get_request_member(request)
         self.parse_params(request, NoParams)
-        presences, _update_id = get_presence_dict_by_realm(
-            viewer.realm, viewer, slim_presence=False
-        )
+        read = read_realm_presence(viewer.realm, viewer, slim_presence=False)
+        presences = presences_fragment(read.chunks())
         return self.success({"presences": presences, "server_timestamp": time.time()})
 
 

@@ -44,11 +44,12 @@ def example_env(db_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def manage(db_path: Path, *args: str) -> str:
-    """Run a manage.py command to completion; returns its stdout, fails with its stderr."""
+def manage(db_path: Path, *args: str, **env: str) -> str:
+    """Run a manage.py command to completion; returns its stdout, fails with its stderr.
+    ``env`` adds environment variables (e.g. EXAMPLE_PG_NAME)."""
     result = subprocess.run(
         [sys.executable, str(MANAGE), *args],
-        env=example_env(db_path),
+        env=example_env(db_path, **env),
         capture_output=True,
         text=True,
         timeout=COMMAND_TIMEOUT_SECS,
@@ -58,15 +59,29 @@ def manage(db_path: Path, *args: str) -> str:
     return result.stdout
 
 
-class ExampleServer:
-    """``manage.py runserver --noreload`` on 127.0.0.1:<port>, logging to a file."""
+def server_command(port: int, *, asgi: bool) -> list[str]:
+    if not asgi:
+        return [sys.executable, str(MANAGE), "runserver", f"127.0.0.1:{port}", "--noreload"]
+    # An ASGI server, as the event queues' long polls need; quick to stop despite open polls.
+    return [
+        *(sys.executable, "-m", "uvicorn", "example_project.asgi:application"),
+        *("--app-dir", str(MANAGE.parent), "--host", "127.0.0.1", "--port", str(port)),
+        *("--timeout-graceful-shutdown", "1", "--log-level", "warning"),
+    ]
 
-    def __init__(self, db_path: Path, port: int, log_path: Path, **env: str) -> None:
+
+class ExampleServer:
+    """``manage.py runserver --noreload`` (or with ``asgi``, uvicorn) on 127.0.0.1:<port>,
+    logging to a file."""
+
+    def __init__(
+        self, db_path: Path, port: int, log_path: Path, *, asgi: bool = False, **env: str
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, str(MANAGE), "runserver", f"127.0.0.1:{port}", "--noreload"],
+                server_command(port, asgi=asgi),
                 env=example_env(db_path, **env),
                 stdout=log,
                 stderr=subprocess.STDOUT,

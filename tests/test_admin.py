@@ -135,6 +135,10 @@ def test_realm_changelist(admin_client, realm, make_member):
             "presence_disabled": "True",
             "deactivated": "False",
             "member_count": "0",
+            "active_count": "0",
+            "idle_count": "0",
+            "offline_count": "0",
+            "never_reported_count": "0",
         },
         {
             "name": "Zulip Dev",
@@ -142,6 +146,10 @@ def test_realm_changelist(admin_client, realm, make_member):
             "presence_disabled": "False",
             "deactivated": "False",
             "member_count": "2",
+            "active_count": "0",
+            "idle_count": "0",
+            "offline_count": "0",
+            "never_reported_count": "2",
         },
     ]
     assert column(admin_client.get(url("realm") + "?q=Zul"), "string_id") == ["zulip"]
@@ -323,6 +331,77 @@ def test_presence_rows_and_sequences_are_read_only(admin_client, presence_rows):
         ).status_code
         == 403
     )
+
+
+# Realm overview ----------------------------------------------------------------------------
+
+OVERVIEW_COLUMNS = ("member_count", "active_count", "idle_count", "offline_count")
+
+
+def overview(response) -> dict[str, list[str]]:
+    """{string_id: [members, active, idle, offline, never reported]} from the realm changelist."""
+    return {
+        row["string_id"]: [row[name] for name in (*OVERVIEW_COLUMNS, "never_reported_count")]
+        for row in rows(response)
+    }
+
+
+@pytest.mark.django_db
+def test_realm_changelist_counts_members_by_status(admin_client, presence_rows, make_member):
+    make_member(user__email="silent@example.com")  # never reported
+    deactivated = make_member(user__email="gone@example.com")
+    report(deactivated, 10)
+    actions.do_deactivate_member(deactivated)
+    other = MemberFactory(user__email="iago@other.org", realm=RealmFactory(string_id="other"))
+    report(other, 1000, "idle")
+    # Deactivated members are counted like the others: the columns describe every membership.
+    assert overview(admin_client.get(url("realm"))) == {
+        "other": ["1", "0", "0", "1", "0"],
+        "zulip": ["7", "2", "2", "2", "1"],
+    }
+    # "o" counts list_display columns from 0, after the selection checkbox: 5 is "active".
+    assert column(admin_client.get(url("realm") + "?o=-5"), "string_id") == ["zulip", "other"]
+    assert column(admin_client.get(url("realm") + "?o=7"), "string_id") == ["other", "zulip"]
+
+
+@pytest.mark.django_db
+def test_realm_overview_follows_the_offline_threshold_setting(
+    admin_client, presence_rows, settings
+):
+    settings.PRESENCE_OFFLINE_THRESHOLD_SECS = 2000
+    # idle and offline reported active 1000 s ago; long_gone is still offline at 5000 s.
+    assert overview(admin_client.get(url("realm"))) == {"zulip": ["5", "3", "1", "1", "0"]}
+
+
+@pytest.mark.django_db
+def test_realm_change_page_shows_presence_now(admin_client, presence_rows, make_member):
+    make_member()  # never reported
+    realm = Realm.objects.get()
+    page = admin_client.get(url("realm", "change", realm.pk))
+    assert page.status_code == 200
+    fields = page.context["adminform"].readonly_fields
+    assert "presence_overview" in fields
+    content = page.content.decode()
+    assert "Presence now:" in content
+    assert "6 members: 1 active, 2 idle, 2 offline, 1 never reported" in content
+    add_page = admin_client.get(url("realm", "add")).content.decode()
+    assert "Presence now:" not in add_page
+
+    lone = MemberFactory(realm=RealmFactory(string_id="lone"))
+    lone_page = admin_client.get(url("realm", "change", lone.realm_id)).content.decode()
+    assert "1 member: 0 active, 0 idle, 0 offline, 1 never reported" in lone_page
+
+
+@pytest.mark.django_db
+def test_realm_changelist_counts_in_one_query(admin_client, django_assert_num_queries):
+    populate(3)
+    # Session and user, the paginator's two counts (filtered and total), then one query for
+    # the page of realms with all their counts.
+    with django_assert_num_queries(5) as captured:
+        response = admin_client.get(url("realm"))
+    assert len(rows(response)) == 3
+    (page_query,) = [q["sql"] for q in captured.captured_queries if "FILTER" in q["sql"]]
+    assert page_query.count("COUNT(") == 5
 
 
 # Realms ------------------------------------------------------------------------------------
@@ -548,19 +627,105 @@ def test_member_action_revoke_api_keys(admin_client, client, make_member):
     assert refused.json() == {"result": "error", "msg": "Invalid API key", "code": "UNAUTHORIZED"}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_member_actions_turn_invisible_mode_on_and_off(admin_client, make_member):
+    """A real transaction, as in production: the actions run do_set_presence_enabled, which
+    needs its own, after the request's (ATOMIC_REQUESTS) commits."""
+    hamlet = make_member(user__email="hamlet@example.com")
+    iago = make_member(user__email="iago@example.com")
+    othello = make_member(user__email="othello@example.com")
+    for member in (hamlet, iago, othello):
+        report(member, 5)
+    actions.do_set_presence_enabled(iago, False)
+
+    def act(action: str, *members: RealmMember) -> list[str]:
+        selected = [member.pk for member in members]
+        with (
+            mock.patch.dict(connection.settings_dict, {"ATOMIC_REQUESTS": True}),
+            mock.patch.object(
+                actions, "do_set_presence_enabled", wraps=actions.do_set_presence_enabled
+            ) as set_enabled,
+        ):
+            response = admin_client.post(
+                url("realmmember"),
+                {"action": action, "_selected_action": selected, "index": "0"},
+                follow=True,
+            )
+        called.append(sorted((c.args[0].pk, c.args[1]) for c in set_enabled.call_args_list))
+        return messages_of(response)
+
+    def invisible() -> list[str]:
+        return sorted(
+            member.email
+            for member in RealmMember.objects.select_related("user")
+            if not member.presence_enabled
+        )
+
+    called: list[list[tuple[int, bool]]] = []
+    # iago is invisible already: only hamlet changes.
+    assert act("turn_invisible_mode_on", hamlet, iago) == ["Turned invisible mode on for 1 member."]
+    assert called[-1] == [(hamlet.pk, False)]
+    assert invisible() == ["hamlet@example.com", "iago@example.com"]
+    statuses = {row["email"]: row["status"] for row in rows(admin_client.get(url("userpresence")))}
+    # Turning it on backdates the row, so hamlet looks offline at once.
+    assert statuses == {
+        "hamlet@example.com": "offline",
+        "iago@example.com": "offline",
+        "othello@example.com": "active",
+    }
+
+    assert act("turn_invisible_mode_off", hamlet, iago, othello) == [
+        "Turned invisible mode off for 2 members."
+    ]
+    assert called[-1] == sorted([(hamlet.pk, True), (iago.pk, True)])
+    assert invisible() == []
+    # Turning it off records an active report.
+    assert set(column(admin_client.get(url("userpresence")), "status")) == {"active"}
+
+
+@pytest.mark.django_db
+def test_invisible_mode_actions_need_the_change_permission(client, make_member):
+    member = make_member()
+    staff = get_user_model().objects.create_user("staff", "staff@example.com", "pw", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_realmmember"))
+    client.force_login(staff)
+    assert client.get(url("realmmember")).context["action_form"] is None
+    response = client.post(
+        url("realmmember"),
+        {"action": "turn_invisible_mode_on", "_selected_action": [member.pk], "index": "0"},
+    )
+    assert response.status_code == 200
+    member.refresh_from_db()
+    assert member.presence_enabled is True
+
+    staff.user_permissions.add(Permission.objects.get(codename="change_realmmember"))
+    choices = client.get(url("realmmember")).context["action_form"].fields["action"].choices
+    assert [name for name, _label in choices if "invisible" in name] == [
+        "turn_invisible_mode_on",
+        "turn_invisible_mode_off",
+    ]
+    assert dict(choices)["turn_invisible_mode_on"] == "Turn invisible mode on"
+
+
 @pytest.mark.django_db
 def test_member_key_actions_need_api_key_permissions(client, make_member):
     member = make_member()
     staff = get_user_model().objects.create_user("staff", "staff@example.com", "pw", is_staff=True)
     staff.user_permissions.add(Permission.objects.get(codename="change_realmmember"))
     client.force_login(staff)
-    assert client.get(url("realmmember")).context["action_form"] is None
+    choices = client.get(url("realmmember")).context["action_form"].fields["action"].choices
+    # Only the invisible-mode actions, which need no API key permission.
+    assert [name for name, _label in choices if name] == [
+        "turn_invisible_mode_on",
+        "turn_invisible_mode_off",
+    ]
     response = client.post(
         url("realmmember"),
         {"action": "issue_api_key", "_selected_action": [member.pk], "index": "0"},
     )
-    # Without the actions, the POST is only a changelist view.
-    assert response.status_code == 200
+    # An action not offered is refused with the changelist's "no action selected" message.
+    assert response.status_code == 302
+    assert messages_of(client.get(url("realmmember"))) == ["No action selected."]
     assert not ApiKey.objects.exists()
 
 

@@ -29,6 +29,18 @@ def test_positive_int_settings(setting, check_id, bad_value):
     assert check_id in ids
 
 
+@pytest.mark.parametrize("bad_value", [0, -5, "60", True])
+def test_user_limit_for_events_must_be_a_positive_int(bad_value):
+    with override_settings(PRESENCE_USER_LIMIT_FOR_EVENTS=bad_value):
+        assert check_ids() == [checks.E_USER_LIMIT_FOR_EVENTS]
+
+
+@pytest.mark.parametrize("value", [1, 100_000, None])
+def test_user_limit_for_events_may_be_none(value):
+    with override_settings(PRESENCE_USER_LIMIT_FOR_EVENTS=value):
+        assert check_ids() == []
+
+
 def test_limit_to_accessible_users_must_be_bool():
     with override_settings(PRESENCE_LIMIT_TO_ACCESSIBLE_USERS="yes"):
         assert check_ids() == [checks.E_LIMIT_TO_ACCESSIBLE_USERS]
@@ -78,9 +90,74 @@ def test_sqlite_must_support_returning(monkeypatch):
         assert check_ids() == expected
 
 
+@pytest.mark.parametrize(
+    "path", ["nowhere.Backend", "django_presence.adapter.DefaultAccessAdapter", None]
+)
+def test_event_backend_must_be_an_event_backend(path):
+    with override_settings(PRESENCE_EVENT_BACKEND=path):
+        assert check_ids() == [checks.E_EVENT_BACKEND]
+
+
+def test_event_backend_accepts_both_backends():
+    for path in (
+        "django_presence.events.backends.in_process.InProcessBackend",
+        "django_presence.events.backends.redis.RedisBackend",
+    ):
+        with override_settings(PRESENCE_EVENT_BACKEND=path):
+            assert check_ids() == []
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "127.0.0.1:6379", 6379, None])
+def test_event_redis_url_must_be_a_redis_url(url):
+    with override_settings(PRESENCE_EVENT_REDIS_URL=url):
+        assert check_ids() == [checks.E_EVENT_REDIS_URL]
+
+
+@pytest.mark.parametrize("url", ["redis://10.0.0.5:6380/2", "rediss://r.example", "unix:///r.sock"])
+def test_event_redis_url_accepts_redis_urls(url):
+    with override_settings(PRESENCE_EVENT_REDIS_URL=url):
+        assert check_ids() == []
+
+
+@pytest.mark.parametrize("prefix", ["", "my presence", 7, None])
+def test_event_redis_key_prefix_must_be_a_word(prefix):
+    with override_settings(PRESENCE_EVENT_REDIS_KEY_PREFIX=prefix):
+        assert check_ids() == [checks.E_EVENT_REDIS_KEY_PREFIX]
+
+
+def test_long_poll_must_end_before_the_queue_expires():
+    with override_settings(PRESENCE_EVENT_LONG_POLL_SECS=60, PRESENCE_EVENT_QUEUE_TIMEOUT_SECS=60):
+        assert check_ids() == [checks.E_LONG_POLL_OUTLIVES_QUEUE]
+    with override_settings(PRESENCE_EVENT_LONG_POLL_SECS=30, PRESENCE_EVENT_QUEUE_TIMEOUT_SECS=60):
+        assert check_ids() == []
+
+
+def test_long_poll_must_end_before_zulip_clients_give_up():
+    with override_settings(PRESENCE_EVENT_LONG_POLL_SECS=81):
+        assert check_ids() == [checks.E_LONG_POLL_OUTLIVES_CLIENT]
+    with override_settings(PRESENCE_EVENT_LONG_POLL_SECS=80):
+        assert check_ids() == []
+
+
+@pytest.mark.parametrize("alias", ["nowhere", "", 3, ["default"]])
+def test_read_database_must_be_a_database_alias(alias):
+    with override_settings(PRESENCE_READ_DATABASE=alias):
+        messages = checks.check_settings()
+    assert [(m.id, m.msg) for m in messages] == [
+        (checks.E_READ_DATABASE, f"PRESENCE_READ_DATABASE {alias!r} is not a DATABASES alias.")
+    ]
+
+
+def test_read_database_accepts_an_alias_or_none():
+    for alias in ("default", None):
+        with override_settings(PRESENCE_READ_DATABASE=alias):
+            assert check_ids() == []
+
+
 def test_ids_are_unique_and_namespaced():
     ids = [
         *checks.POSITIVE_INT_SETTINGS.values(),
+        checks.E_USER_LIMIT_FOR_EVENTS,
         checks.E_LIMIT_TO_ACCESSIBLE_USERS,
         checks.E_ACCESS_ADAPTER,
         checks.E_API_RATE,
@@ -88,6 +165,12 @@ def test_ids_are_unique_and_namespaced():
         checks.E_THRESHOLD_INVARIANT,
         checks.E_DRF_NOT_INSTALLED,
         checks.E_SQLITE_TOO_OLD,
+        checks.E_EVENT_BACKEND,
+        checks.E_EVENT_REDIS_URL,
+        checks.E_EVENT_REDIS_KEY_PREFIX,
+        checks.E_LONG_POLL_OUTLIVES_QUEUE,
+        checks.E_LONG_POLL_OUTLIVES_CLIENT,
+        checks.E_READ_DATABASE,
     ]
     assert len(ids) == len(set(ids))
     assert all(check_id.startswith("django_presence.E") for check_id in ids)
@@ -96,10 +179,15 @@ def test_ids_are_unique_and_namespaced():
 def test_every_setting_has_a_check():
     checked = {
         *checks.POSITIVE_INT_SETTINGS,
+        "PRESENCE_USER_LIMIT_FOR_EVENTS",
         "PRESENCE_LIMIT_TO_ACCESSIBLE_USERS",
         "PRESENCE_ACCESS_ADAPTER",
         "PRESENCE_API_RATE",
         "PRESENCE_SERVER_NAME",
+        "PRESENCE_EVENT_BACKEND",
+        "PRESENCE_EVENT_REDIS_URL",
+        "PRESENCE_EVENT_REDIS_KEY_PREFIX",
+        "PRESENCE_READ_DATABASE",
     }
     assert checked == set(DEFAULTS)
 

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 from unittest import mock
@@ -19,8 +20,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from django_presence import actions
-from django_presence.models import ApiKey, PresenceSequence, Realm, RealmMember
+from django_presence.models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence
+from django_presence.queries import RealmPresenceStats, get_realm_presence_stats
 
+from .api_utils import frozen_now, now_seconds, post_presence, success
 from .conftest import basic_auth
 from .factories import MemberFactory, RealmFactory, UserFactory
 
@@ -346,6 +349,263 @@ def test_api_key_warns_when_the_key_cannot_be_used_yet(client, make_member):
         "Warning: the key will be refused until this changes: "
         "This organization has been deactivated\n"
     )
+
+
+# presence_stats ----------------------------------------------------------------------------
+
+
+def report(member, seconds_ago: int, status: str = "active") -> None:
+    actions.do_update_user_presence(
+        member, log_time=now_seconds() - timedelta(seconds=seconds_ago), status=status
+    )
+
+
+@pytest.fixture
+def two_realms(make_member):
+    """zulip: one member per status and one who never reported; denmark: one idle member."""
+    members = {
+        name: make_member(user__email=f"{name}@example.com")
+        for name in ("active", "idle", "offline", "silent")
+    }
+    report(members["active"], 10)
+    report(members["idle"], 10, "idle")
+    report(members["offline"], 5000)
+    denmark = MemberFactory(user__email="hamlet@dk.org", realm=RealmFactory(string_id="denmark"))
+    report(denmark, 1000)
+    report(denmark, 10, "idle")
+    return members
+
+
+def test_stats_table(two_realms):
+    out, err = run("presence_stats")
+    assert err == ""
+    assert out == (
+        "realm    members  active  idle  offline  never reported  rows  last_update_id\n"
+        "denmark        1       0     1        0               0     1               2\n"
+        "zulip          4       1     1        1               1     3               3\n"
+    )
+
+
+def test_stats_json_for_one_realm(two_realms):
+    out, _ = run("presence_stats", "--realm", "zulip", "--json")
+    assert json.loads(out) == [
+        {
+            "string_id": "zulip",
+            "members": 4,
+            "active": 1,
+            "idle": 1,
+            "offline": 1,
+            "never_reported": 1,
+            "rows": 3,
+            "last_update_id": 3,
+        }
+    ]
+    assert json.loads(run("presence_stats", "--json", "--realm", "denmark")[0])[0]["idle"] == 1
+
+
+def test_stats_of_no_realm_and_of_an_unknown_realm(db):
+    assert run("presence_stats") == (
+        "realm  members  active  idle  offline  never reported  rows  last_update_id\n",
+        "",
+    )
+    assert json.loads(run("presence_stats", "--json")[0]) == []
+    assert fails("presence_stats", "--realm", "nowhere") == "No realm has the string id 'nowhere'."
+
+
+def test_stats_count_rows_left_without_a_member(two_realms):
+    """rows counts the realm's presence rows themselves, members their memberships."""
+    offline = two_realms["offline"]
+    # Only Django's delete cascade removes a membership (the app has no action for it).
+    RealmMember.objects.filter(pk=offline.pk).delete()
+    (zulip,) = get_realm_presence_stats(Realm.objects.get(string_id="zulip"))
+    assert zulip == RealmPresenceStats(
+        string_id="zulip",
+        members=3,
+        active=1,
+        idle=1,
+        offline=0,
+        never_reported=1,
+        rows=3,
+        last_update_id=3,
+    )
+
+
+def test_stats_use_one_query_however_many_realms(two_realms, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        assert len(get_realm_presence_stats()) == 2
+    for number in range(3):
+        realm = RealmFactory(string_id=f"extra{number}")
+        report(MemberFactory(realm=realm), 10)
+    with django_assert_num_queries(1):
+        stats = get_realm_presence_stats()
+    assert [entry.string_id for entry in stats] == [
+        "denmark",
+        "extra0",
+        "extra1",
+        "extra2",
+        "zulip",
+    ]
+    assert [entry.active for entry in stats] == [0, 1, 1, 1, 1]
+
+
+# presence_purge ----------------------------------------------------------------------------
+
+DAY = 24 * 3600
+
+
+@pytest.fixture
+def aged_rows(make_member):
+    """Presence rows of every age around a 30-day cutoff; the stale ones are named old*."""
+    members = {
+        name: make_member(user__email=f"{name}@example.com")
+        for name in ("recent", "recent_idle", "connected_lately", "old", "old_idle", "no_times")
+    }
+    report(members["recent"], DAY)
+    report(members["recent_idle"], 2 * DAY, "idle")
+    # Active 40 days ago, but connected 10 days ago: not stale.
+    report(members["connected_lately"], 40 * DAY)
+    report(members["connected_lately"], 10 * DAY, "idle")
+    report(members["old"], 40 * DAY)
+    report(members["old_idle"], 31 * DAY, "idle")
+    report(members["no_times"], DAY)
+    # No action leaves a row without timestamps; rows imported from elsewhere may have none.
+    UserPresence.objects.filter(user_id=members["no_times"].user_id).update(
+        last_active_time=None, last_connected_time=None
+    )
+    other = MemberFactory(user__email="old@other.org", realm=RealmFactory(string_id="other"))
+    report(other, 50 * DAY)
+    return members
+
+
+def emails_with_rows() -> list[str]:
+    return sorted(UserPresence.objects.values_list("user__email", flat=True))
+
+
+def purge(days: int, *args: str) -> tuple[str, str, str]:
+    """Run presence_purge --older-than-days ``days`` at a frozen now; returns stdout, stderr
+    and the cutoff as the command prints it."""
+    now = now_seconds()
+    with frozen_now(now):
+        out, err = run("presence_purge", "--older-than-days", str(days), *args)
+    return out, err, (now - timedelta(days=days)).isoformat(timespec="seconds")
+
+
+ALL_ROWS = [
+    "connected_lately@example.com",
+    "no_times@example.com",
+    "old@example.com",
+    "old@other.org",
+    "old_idle@example.com",
+    "recent@example.com",
+    "recent_idle@example.com",
+]
+FRESH_ROWS = ["connected_lately@example.com", "recent@example.com", "recent_idle@example.com"]
+
+
+def test_purge_dry_run_counts_and_deletes_nothing(aged_rows):
+    out, err, cutoff = purge(30, "--dry-run")
+    assert out == f"Would delete 4 presence rows (all realms) with no report since {cutoff}.\n"
+    assert err == ""
+    assert emails_with_rows() == ALL_ROWS
+
+
+def test_purge_deletes_stale_rows_in_batches(aged_rows):
+    sequences = dict(PresenceSequence.objects.values_list("realm_id", "last_update_id"))
+    out, err, cutoff = purge(30, "--batch-size", "3")
+    assert out == f"Deleted 4 presence rows (all realms) with no report since {cutoff}.\n"
+    assert err == "deleted 3/4\ndeleted 4/4\n"
+    assert emails_with_rows() == FRESH_ROWS
+    # Deleting is not a presence write: no realm's sequence moves.
+    assert dict(PresenceSequence.objects.values_list("realm_id", "last_update_id")) == sequences
+    # Memberships stay: only presence rows go.
+    assert RealmMember.objects.count() == 7
+
+
+def test_purge_one_realm(aged_rows):
+    out, err, cutoff = purge(30, "--realm", "zulip")
+    assert out == f"Deleted 3 presence rows (realm 'zulip') with no report since {cutoff}.\n"
+    assert err == "deleted 3/3\n"
+    assert emails_with_rows() == [*FRESH_ROWS[:1], "old@other.org", *FRESH_ROWS[1:]]
+
+
+def test_purge_of_a_single_row_then_of_none(aged_rows):
+    # Only the row without timestamps is older than 60 days.
+    out, err, cutoff = purge(60)
+    assert out == f"Deleted 1 presence row (all realms) with no report since {cutoff}.\n"
+    assert err == "deleted 1/1\n"
+    out, err, cutoff = purge(60)
+    assert out == f"Deleted 0 presence rows (all realms) with no report since {cutoff}.\n"
+    assert err == ""
+
+
+def test_purge_warns_below_the_history_window(aged_rows, settings):
+    settings.PRESENCE_DEFAULT_HISTORY_LIMIT_DAYS = 35
+    _, err, _ = purge(30, "--dry-run")
+    assert err == (
+        "Warning: 30 days is less than PRESENCE_DEFAULT_HISTORY_LIMIT_DAYS (35): users seen "
+        "within that window disappear from full presence fetches.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "Error: the following arguments are required: --older-than-days"),
+        (
+            ("--older-than-days", "0"),
+            "Error: argument --older-than-days: must be at least 1, not 0",
+        ),
+        (
+            ("--older-than-days", "soon"),
+            "Error: argument --older-than-days: invalid integer: 'soon'",
+        ),
+        (
+            ("--older-than-days", "30", "--batch-size", "-5"),
+            "Error: argument --batch-size: must be at least 1, not -5",
+        ),
+        (
+            ("--older-than-days", "30", "--realm", "nowhere"),
+            "No realm has the string id 'nowhere'.",
+        ),
+    ],
+)
+def test_purge_refuses_bad_arguments(aged_rows, args, message):
+    assert fails("presence_purge", *args) == message
+    assert emails_with_rows() == ALL_ROWS
+
+
+def test_purge_action_reports_progress_and_validates_the_batch_size(aged_rows):
+    older_than = now_seconds() - timedelta(days=30)
+    with pytest.raises(ValueError, match="^batch_size must be at least 1, not 0$"):
+        actions.do_purge_presence_rows(None, older_than, batch_size=0)
+    progress: list[int] = []
+    zulip = Realm.objects.get(string_id="zulip")
+    assert (
+        actions.do_purge_presence_rows(zulip, older_than, batch_size=1, on_progress=progress.append)
+        == 3
+    )
+    assert progress == [1, 2, 3]
+    assert actions.do_purge_presence_rows(zulip, older_than, on_progress=progress.append) == 0
+    assert progress == [1, 2, 3]
+
+
+def test_a_purged_user_who_returns_reaches_incremental_readers(aged_rows, api_client_for):
+    viewer = api_client_for(aged_rows["recent"])
+    old = aged_rows["old"]
+    baseline = success(post_presence(viewer, status="active", last_update_id=-1))
+    assert str(old.user_id) not in baseline["presences"]
+    last_id = baseline["presence_last_update_id"]
+
+    purge(30)
+    # The purge sends nothing: an incremental fetch has nothing new.
+    body = success(post_presence(viewer, status="active", last_update_id=last_id))
+    assert (body["presences"], body["presence_last_update_id"]) == ({}, last_id)
+
+    # The user reports again: a new row, with an id above every id readers hold.
+    success(post_presence(api_client_for(old), status="active"))
+    body = success(post_presence(viewer, status="active", last_update_id=last_id))
+    assert list(body["presences"]) == [str(old.user_id)]
+    assert body["presence_last_update_id"] == last_id + 1
 
 
 # A custom user model -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from django_presence import actions
+from django_presence.events import receivers as event_receivers
 from django_presence.models import RealmMember, UserPresence
 from django_presence.signals import presence_changed
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SIZES = (3, 30)
 
 # One query each:
-AUTH = 1  # the API key, joined with its member, user and realm
+AUTH = 1  # the API key, joined with its member, user, realm and the caller's presence row
 LOCK = 1  # SELECT ... FOR UPDATE of the caller's presence row
 REALM_READ = 1  # the realm's presence rows, access limiting included as a subquery
 RECIPIENTS = 1  # after commit, counting presence_changed recipients (up to the limit)
@@ -111,16 +112,20 @@ def _ignore_presence_changed(sender: Any, **kwargs: Any) -> None:
 @pytest.mark.parametrize("receivers", [0, 1])
 def test_post_presence_first_report(realm_of_members, django_assert_num_queries, receivers):
     """The row is created and presence_changed goes out, which counts its recipients; with no
-    receiver connected the count is skipped."""
+    receiver connected (not even the app's own, which feeds the event queues) the count is
+    skipped."""
     sized = realm_of_members
     expected = AUTH + TRANSACTION + LOCK + write_statements() + REALM_READ
     if receivers:
         presence_changed.connect(_ignore_presence_changed)
         expected += RECIPIENTS
+    else:
+        presence_changed.disconnect(sender=UserPresence, dispatch_uid=event_receivers.DISPATCH_UID)
     try:
         _assert_first_report_queries(sized, expected, django_assert_num_queries)
     finally:
         presence_changed.disconnect(_ignore_presence_changed)
+        event_receivers.connect()
 
 
 def _assert_first_report_queries(sized, expected, django_assert_num_queries):
@@ -133,13 +138,45 @@ def _assert_first_report_queries(sized, expected, django_assert_num_queries):
 
 
 def test_post_presence_without_write(realm_of_members, django_assert_num_queries):
+    """A report that changes nothing is seen from the row loaded with the API key: no
+    transaction, no lock."""
     sized = realm_of_members
     success(post_presence(sized.client, status="active"))
     for size in SIZES:
         sized.grow_to(size)
-        with django_assert_num_queries(AUTH + TRANSACTION + LOCK + REALM_READ):
+        with django_assert_num_queries(AUTH + REALM_READ):
             body = success(post_presence(sized.client, status="idle"))
         assert len(body["presences"]) == size
+
+
+def test_incremental_poll_with_nothing_new(realm_of_members, django_assert_num_queries):
+    """last_update_id = the realm's current id, by a member whose report changes nothing: the
+    realm's sequence comes with authentication and shows nothing newer, so nothing is read."""
+    sized = realm_of_members
+    for size in SIZES:
+        sized.grow_to(size)
+        start = success(post_presence(sized.client, status="active", last_update_id=-1))
+        current = start["presence_last_update_id"]
+        with django_assert_num_queries(AUTH):
+            body = success(post_presence(sized.client, status="active", last_update_id=current))
+        assert (body["presences"], body["presence_last_update_id"]) == ({}, current)
+
+
+def test_incremental_poll_with_news(realm_of_members, django_assert_num_queries):
+    """One member reported after the viewer's cursor: one read, whatever the realm's size."""
+    sized = realm_of_members
+    for size in SIZES:
+        sized.grow_to(size)
+        start = success(post_presence(sized.client, status="active", last_update_id=-1))
+        current = start["presence_last_update_id"]
+        newest = sized.members[-1]  # reported two minutes ago: this report writes
+        actions.do_update_user_presence(newest, log_time=timezone.now(), status="active")
+        with django_assert_num_queries(AUTH + REALM_READ):
+            body = success(post_presence(sized.client, status="active", last_update_id=current))
+        assert (list(body["presences"]), body["presence_last_update_id"]) == (
+            [str(newest.user_id)],
+            current + 1,
+        )
 
 
 def test_ping_only(realm_of_members, django_assert_num_queries):

@@ -1,8 +1,11 @@
 """Settings of the example host project: a plain Django site that adds django-presence.
 
 Made for local use only (fixed secret key, loopback hosts). Environment variables:
-EXAMPLE_DB_PATH (the SQLite file), EXAMPLE_DEBUG ("0" turns DEBUG off) and
-EXAMPLE_PRESENCE_API_RATE (the presence API's per-user rate limit, e.g. "3/min").
+EXAMPLE_DB_PATH (the SQLite file), EXAMPLE_DEBUG ("0" turns DEBUG off),
+EXAMPLE_PRESENCE_API_RATE (the presence API's per-user rate limit, e.g. "3/min"),
+EXAMPLE_EVENT_REDIS_URL and EXAMPLE_EVENT_REDIS_KEY_PREFIX (event queues in Redis) and
+EXAMPLE_USER_LIMIT_FOR_EVENTS (PRESENCE_USER_LIMIT_FOR_EVENTS), and EXAMPLE_PG_NAME (a
+PostgreSQL database instead of the SQLite file; see docs/example-project.md).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = "example_project.wsgi.application"
+ASGI_APPLICATION = "example_project.asgi.application"
 
 DATABASES = {
     "default": {
@@ -66,6 +70,17 @@ DATABASES = {
         "OPTIONS": {"transaction_mode": "IMMEDIATE"},
     }
 }
+# PostgreSQL instead, shared by every process started with the same EXAMPLE_PG_NAME
+# (docs/scaling.md): the server at EXAMPLE_PG_HOST:EXAMPLE_PG_PORT, user EXAMPLE_PG_USER.
+if "EXAMPLE_PG_NAME" in os.environ:
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ["EXAMPLE_PG_NAME"],
+        "HOST": os.environ.get("EXAMPLE_PG_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("EXAMPLE_PG_PORT", "5432"),
+        "USER": os.environ.get("EXAMPLE_PG_USER", "postgres"),
+        "PASSWORD": os.environ.get("EXAMPLE_PG_PASSWORD", ""),
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -86,3 +101,12 @@ PRESENCE_SERVER_NAME = "django-presence example"
 
 if "EXAMPLE_PRESENCE_API_RATE" in os.environ:
     PRESENCE_API_RATE = os.environ["EXAMPLE_PRESENCE_API_RATE"]
+
+# Presence events (docs/events.md): in this process by default; with EXAMPLE_EVENT_REDIS_URL set,
+# in Redis, shared by every server process started with the same URL and key prefix.
+if "EXAMPLE_EVENT_REDIS_URL" in os.environ:
+    PRESENCE_EVENT_BACKEND = "django_presence.events.backends.redis.RedisBackend"
+    PRESENCE_EVENT_REDIS_URL = os.environ["EXAMPLE_EVENT_REDIS_URL"]
+    PRESENCE_EVENT_REDIS_KEY_PREFIX = os.environ.get("EXAMPLE_EVENT_REDIS_KEY_PREFIX", "example")
+if "EXAMPLE_USER_LIMIT_FOR_EVENTS" in os.environ:
+    PRESENCE_USER_LIMIT_FOR_EVENTS = int(os.environ["EXAMPLE_USER_LIMIT_FOR_EVENTS"])

@@ -1,0 +1,1 @@
+"""The django-presence benchmark suite: ``python -m bench`` (see docs/performance.md)."""

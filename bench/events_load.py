@@ -1,0 +1,388 @@
+"""Load test of the presence event queues, on loopback only.
+
+    python -m bench.events_load            1,000 queues, in-process backend and Redis backend
+    python -m bench.events_load --smoke    50 queues, no results file (what the tests run)
+
+For each backend: N members of one realm register a queue and long-poll it at once, through
+uvicorn (one process for the in-process backend, two processes sharing Redis for the Redis
+backend, the polls spread over both). Then one more member comes online, on the first process,
+and the load test times how long the presence event takes to reach every poll, from the start
+of that member's POST. The realm is far bigger than Zulip's cut-off for presence events (100
+members), so PRESENCE_USER_LIMIT_FOR_EVENTS is raised to 100,000.
+
+Reported: p50/p90/p99/max delivery latency, the server processes' resident memory (idle, with
+every poll waiting, after delivery) and Redis' memory. Bounded: every phase has a deadline, and
+the whole run stops the servers it started. Writes bench/results/events.json (docs/performance.md
+quotes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import redis
+
+from tests.e2e_server import ExampleServer, free_port, manage
+
+RESULTS = Path(__file__).resolve().parent / "results" / "events.json"
+REDIS_URL = os.environ.get("PRESENCE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+USER_LIMIT_FOR_EVENTS = 100_000
+SMOKE_QUEUES = 50
+
+PHASE_TIMEOUT_SECS = 120
+DELIVERY_TIMEOUT_SECS = 30
+REGISTER_CONCURRENCY = 32
+# The polls are all waiting once the servers have been idle for QUIET_SAMPLES samples in a row.
+SETTLE_FLOOR_SECS = 1.0
+SETTLE_SAMPLE_SECS = 0.25
+QUIET_SAMPLES = 4
+QUIET_TICKS = 1  # CPU clock ticks (usually 1/100 s) per sample that still count as idle
+
+SEED_SCRIPT = """
+import json
+from django.contrib.auth import get_user_model
+from django_presence.actions import do_add_realm_member, do_create_api_key, do_create_realm
+
+count = MEMBER_COUNT
+realm = do_create_realm("loadtest", "Load test")
+User = get_user_model()
+accounts = []
+for index in range(count):
+    user = User.objects.create_user(f"load{index}", f"load{index}@example.com")
+    member = do_add_realm_member(user, realm)
+    _key, raw_key = do_create_api_key(member)
+    accounts.append([member.email, raw_key, user.pk])
+print(json.dumps(accounts))
+"""
+
+
+@dataclass(frozen=True)
+class Account:
+    email: str
+    api_key: str
+    user_id: int
+
+    @property
+    def authorization(self) -> str:
+        return "Basic " + base64.b64encode(f"{self.email}:{self.api_key}".encode()).decode()
+
+
+@dataclass
+class Round:
+    """One member coming online while every queue waits."""
+
+    settle_secs: float
+    load_average_before: float
+    post_secs: float
+    # CPU time the server processes spent from the write until every poll had its answer:
+    # unlike the latencies, it does not depend on what else the machine is doing.
+    server_cpu_ms: float
+    answered_before_the_write: int
+    latency_ms: dict[str, float]
+
+
+@dataclass
+class Scenario:
+    backend: str
+    processes: int
+    queues: int
+    register_secs: float = 0.0
+    delivered: int = 0
+    # Over every delivery of every round.
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    latency_after_post_response_ms: dict[str, float] = field(default_factory=dict)
+    rounds: list[Round] = field(default_factory=list)
+    server_rss_mib: dict[str, float] = field(default_factory=dict)
+    redis_used_memory_mib: dict[str, float] = field(default_factory=dict)
+
+
+def rss_mib(pids: list[int]) -> float:
+    """Resident memory of the server processes, summed (Linux /proc)."""
+    total_kib = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total_kib += int(line.split()[1])
+    return round(total_kib / 1024, 1)
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    """User plus system CPU time of the server processes, in clock ticks (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+async def wait_until_idle(pids: list[int]) -> float:
+    """Until the servers stop using CPU: every poll has then been read and is waiting.
+    Returns the seconds it took; bounded by PHASE_TIMEOUT_SECS."""
+    started = time.perf_counter()
+    last, quiet = cpu_ticks(pids), 0
+    while time.perf_counter() - started < PHASE_TIMEOUT_SECS:
+        await asyncio.sleep(SETTLE_SAMPLE_SECS)
+        ticks = cpu_ticks(pids)
+        quiet = quiet + 1 if ticks - last <= QUIET_TICKS else 0
+        last = ticks
+        if quiet >= QUIET_SAMPLES and time.perf_counter() - started >= SETTLE_FLOOR_SECS:
+            break
+    return round(time.perf_counter() - started, 2)
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+
+    def at(fraction: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 1)
+
+    return {
+        "p50": round(statistics.median(ordered), 1),
+        "p90": at(0.90),
+        "p99": at(0.99),
+        "max": round(ordered[-1], 1),
+    }
+
+
+def seed(db_path: Path, count: int) -> list[Account]:
+    manage(db_path, "migrate", "--verbosity=0")
+    script = SEED_SCRIPT.replace("MEMBER_COUNT", str(count))
+    output = manage(db_path, "shell", "--no-imports", "-c", script)
+    return [Account(*row) for row in json.loads(output)]
+
+
+async def register_all(
+    session: aiohttp.ClientSession, servers: list[str], accounts: list[Account]
+) -> list[str]:
+    semaphore = asyncio.Semaphore(REGISTER_CONCURRENCY)
+
+    async def register(index: int, account: Account) -> str:
+        async with semaphore:
+            url = f"{servers[index % len(servers)]}/api/v1/register"
+            data = {"event_types": '["presence"]', "narrow": "[]", "fetch_event_types": "[]"}
+            headers = {"Authorization": account.authorization}
+            async with session.post(url, data=data, headers=headers) as response:
+                body = await response.json()
+        assert body["result"] == "success", body
+        queue_id: str = body["queue_id"]
+        return queue_id
+
+    return await asyncio.gather(*(register(i, a) for i, a in enumerate(accounts)))
+
+
+async def long_poll(
+    session: aiohttp.ClientSession, server: str, account: Account, queue_id: str, last: int
+) -> tuple[float, bytes]:
+    url = f"{server}/api/v1/events"
+    params = {"queue_id": queue_id, "last_event_id": str(last)}
+    headers = {"Authorization": account.authorization}
+    async with session.get(url, params=params, headers=headers) as response:
+        raw = await response.read()
+    # Timed on arrival; parsed after every poll has answered, off the critical path.
+    return time.perf_counter(), raw
+
+
+async def run_scenario(
+    scenario: Scenario,
+    servers: list[ExampleServer],
+    watchers: list[Account],
+    subjects: list[Account],
+    redis_client: redis.Redis | None,
+) -> None:
+    """Register a queue per watcher, then one round per subject: every queue long-polls
+    (acknowledging the previous round's event), the subject comes online, every poll answers."""
+    urls = [server.url for server in servers]
+    pids = [server.process.pid for server in servers]
+
+    def memory(label: str) -> None:
+        scenario.server_rss_mib[label] = rss_mib(pids)
+        if redis_client is not None:
+            used = int(redis_client.info("memory")["used_memory"])
+            scenario.redis_used_memory_mib[label] = round(used / 2**20, 1)
+
+    memory("idle")
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=PHASE_TIMEOUT_SECS)
+    latencies: list[float] = []
+    after_post: list[float] = []
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        started = time.perf_counter()
+        queue_ids = await asyncio.wait_for(
+            register_all(session, urls, watchers), PHASE_TIMEOUT_SECS
+        )
+        scenario.register_secs = round(time.perf_counter() - started, 2)
+        memory("queues_registered")
+
+        for event_id, subject in enumerate(subjects):
+            polls = [
+                asyncio.create_task(
+                    long_poll(session, urls[i % len(urls)], account, queue_id, event_id - 1)
+                )
+                for i, (account, queue_id) in enumerate(zip(watchers, queue_ids, strict=True))
+            ]
+            settle_secs = await wait_until_idle(pids)
+            if event_id == 0:
+                memory("polls_waiting")
+            load_average = round(os.getloadavg()[0], 2)
+
+            ticks_before = cpu_ticks(pids)
+            write_started = time.perf_counter()
+            async with session.post(
+                f"{urls[0]}/api/v1/users/me/presence",
+                data={"status": "active"},
+                headers={"Authorization": subject.authorization},
+            ) as response:
+                assert (await response.json())["result"] == "success"
+            write_answered = time.perf_counter()
+            done = await asyncio.wait_for(asyncio.gather(*polls), DELIVERY_TIMEOUT_SECS)
+            server_cpu_ms = (cpu_ticks(pids) - ticks_before) * 1000 / os.sysconf("SC_CLK_TCK")
+
+            round_latencies = []
+            answered_early = 0
+            for received_at, raw in done:
+                body = json.loads(raw)
+                assert body["result"] == "success", body
+                expected = [("presence", subject.user_id, event_id)]
+                assert [(e["type"], e["user_id"], e["id"]) for e in body["events"]] == expected
+                answered_early += "queue_id" not in body
+                round_latencies.append((received_at - write_started) * 1000)
+                after_post.append((received_at - write_answered) * 1000)
+            latencies += round_latencies
+            scenario.rounds.append(
+                Round(
+                    settle_secs=settle_secs,
+                    load_average_before=load_average,
+                    post_secs=round(write_answered - write_started, 4),
+                    server_cpu_ms=round(server_cpu_ms),
+                    answered_before_the_write=answered_early,
+                    latency_ms=percentiles(round_latencies),
+                )
+            )
+        memory("after_delivery")
+
+    scenario.delivered = len(latencies)
+    scenario.latency_ms = percentiles(latencies)
+    scenario.latency_after_post_response_ms = percentiles(after_post)
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    info: dict[str, Any] = {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kib / 2**20),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+    }
+    return info
+
+
+def redis_reachable() -> bool:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def run(queues: int, rounds: int) -> dict[str, Any]:
+    """Both scenarios (the Redis one only if Redis answers) with ``queues`` long polls each,
+    ``rounds`` members coming online one after the other."""
+    use_redis = redis_reachable()
+    if not use_redis:
+        print(f"Redis is not reachable at {REDIS_URL}: the Redis scenario is skipped.")
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "queues": queues,
+        "rounds": rounds,
+        "scenarios": [],
+    }
+    if use_redis:
+        client = redis.Redis.from_url(REDIS_URL)
+        results["machine"]["redis"] = client.info("server")["redis_version"]
+        client.close()
+
+    with tempfile.TemporaryDirectory(prefix="presence-events-load-") as tmp:
+        directory = Path(tmp)
+        db_path = directory / "load.sqlite3"
+        print(f"Seeding {queues + 2 * rounds} members ...", flush=True)
+        accounts = seed(db_path, queues + 2 * rounds)
+        watchers, subjects = accounts[:queues], accounts[queues:]
+        base_env = {"EXAMPLE_USER_LIMIT_FOR_EVENTS": str(USER_LIMIT_FOR_EVENTS)}
+        plans: list[tuple[str, int, dict[str, str]]] = [("in_process", 1, {})]
+        prefix = f"presence-load-{uuid.uuid4().hex[:12]}"
+        if use_redis:
+            redis_env = {
+                "EXAMPLE_EVENT_REDIS_URL": REDIS_URL,
+                "EXAMPLE_EVENT_REDIS_KEY_PREFIX": prefix,
+            }
+            plans.append(("redis", 2, redis_env))
+        for index, (backend, processes, env) in enumerate(plans):
+            scenario_subjects = subjects[index * rounds : (index + 1) * rounds]
+            print(f"{backend}: {queues} long polls on {processes} process(es) ...", flush=True)
+            servers: list[ExampleServer] = []
+            redis_client = redis.Redis.from_url(REDIS_URL) if backend == "redis" else None
+            try:
+                for index in range(processes):
+                    log_path = directory / f"{backend}-{index}.log"
+                    servers.append(
+                        ExampleServer(db_path, free_port(), log_path, asgi=True, **base_env, **env)
+                    )
+                scenario = Scenario(backend=backend, processes=processes, queues=queues)
+                asyncio.run(
+                    run_scenario(scenario, servers, watchers, scenario_subjects, redis_client)
+                )
+            finally:
+                for server in servers:
+                    server.stop()
+                if redis_client is not None:
+                    for key in redis_client.scan_iter(f"{prefix}:*"):
+                        redis_client.delete(key)
+                    redis_client.close()
+            results["scenarios"].append(asdict(scenario))
+            print(json.dumps(asdict(scenario), indent=2), flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--queues", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_QUEUES} queues, no file")
+    parser.add_argument("--output", type=Path, default=None, help=f"default: {RESULTS}")
+    args = parser.parse_args(argv)
+    results = run(*((SMOKE_QUEUES, 1) if args.smoke else (args.queues, args.rounds)))
+    output = args.output or (None if args.smoke else RESULTS)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"Wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""The bench-only baseline endpoint: the presence views' stack with nothing behind it."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from django_presence.views import PresenceAPIView
+
+
+class NoopView(PresenceAPIView):
+    """POST bench/noop: the same authentication, permission, throttle, parsers and renderer as
+    the presence endpoints, answering the bare success envelope."""
+
+    def post(self, request: Request) -> Response:
+        return self.success()

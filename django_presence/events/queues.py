@@ -1,0 +1,180 @@
+"""An event queue as Zulip clients see it, as plain data: no I/O here.
+
+A queue numbers its events 0, 1, 2, ... (register answers ``last_event_id: -1``). It holds only
+the events it has handed out that the client has not acknowledged yet; presence events enter it
+when a poll reads the realm's log past the queue's cursor, ``read_pos``. Nothing is copied into
+a queue when a presence changes: the realm's log holds each change once (docs/events.md).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Container, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from django_presence.exceptions import ZulipError
+from django_presence.formatting import LEGACY_CLIENT_NAME, legacy_status
+
+# What the receiver of presence_changed writes to a realm's log: user_id, email,
+# server_timestamp and presence (the modern entry).
+LogEntry = dict[str, Any]
+Event = dict[str, Any]
+
+# The event types a queue can subscribe to, and those register can fetch the state of.
+SUBSCRIBABLE_EVENT_TYPES = frozenset({"presence", "heartbeat"})
+FETCHABLE_EVENT_TYPES = frozenset({"presence", "realm"})
+
+# The timeout the zulip package uses for GET events, sent to clients in register as Zulip's
+# event_queue_longpoll_timeout_seconds; a long poll must answer well before it.
+CLIENT_LONGPOLL_TIMEOUT_SECS = 90
+
+
+def now() -> float:
+    """Wall-clock seconds; queues record when their client last connected in these."""
+    return time.time()
+
+
+class BadEventQueueIdError(ZulipError):
+    """Zulip's answer for a queue that does not exist (any more) or belongs to someone else:
+    clients re-register when they get it."""
+
+    def __init__(self, queue_id: str) -> None:
+        super().__init__(
+            f"Bad event queue ID: {queue_id}",
+            code="BAD_EVENT_QUEUE_ID",
+            extra={"queue_id": queue_id},
+        )
+
+
+def _datetime(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+@dataclass
+class EventQueue:
+    """One client's queue. ``version`` is not part of the stored data: backends use it to
+    refuse a write based on a stale read (two polls of the same queue at once)."""
+
+    queue_id: str
+    user_id: int
+    realm_id: int
+    wants_presence: bool
+    slim_presence: bool
+    simplified_presence_events: bool
+    last_connected: float
+    # Position in the realm's log of the newest entry this queue has looked at (backend-defined).
+    read_pos: str = ""
+    newest_pruned_id: int = -1
+    next_event_id: int = 0
+    events: list[Event] = field(default_factory=list)
+    version: int = 0
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        user_id: int,
+        realm_id: int,
+        wants_presence: bool,
+        slim_presence: bool,
+        simplified_presence_events: bool,
+    ) -> EventQueue:
+        return cls(
+            queue_id=str(uuid.uuid4()),
+            user_id=user_id,
+            realm_id=realm_id,
+            wants_presence=wants_presence,
+            slim_presence=slim_presence,
+            simplified_presence_events=simplified_presence_events,
+            last_connected=now(),
+        )
+
+    def to_json(self) -> str:
+        # A shallow copy: dataclasses.asdict deep-copies the events, at many times the cost.
+        data = dict(vars(self))
+        del data["version"]
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes, version: int) -> EventQueue:
+        return cls(**json.loads(raw), version=version)
+
+    def copy(self) -> EventQueue:
+        """An independent copy (events are never changed once made, so they are shared)."""
+        return replace(self, events=list(self.events))
+
+    def expired(self, at: float, timeout_secs: int) -> bool:
+        return at - self.last_connected >= timeout_secs
+
+    def acknowledge(self, last_event_id: int) -> ZulipError | None:
+        """Drop the events up to ``last_event_id``, as Zulip does. Returns Zulip's error when
+        the id is older than what was already dropped or was never in the queue; like Zulip, the
+        events up to it are dropped all the same, so the caller saves the queue either way."""
+        if last_event_id < self.newest_pruned_id:
+            return ZulipError(f"An event newer than {last_event_id} has already been pruned!")
+        while self.events and self.events[0]["id"] <= last_event_id:
+            self.newest_pruned_id = self.events.pop(0)["id"]
+        if last_event_id != self.newest_pruned_id:
+            return ZulipError(f"Event {last_event_id} was not in this queue")
+        return None
+
+    def add_log_entries(
+        self,
+        entries: Iterable[tuple[str, LogEntry]],
+        *,
+        visible_user_ids: Container[int] | None,
+        activity_offset_secs: int,
+    ) -> None:
+        """Turn the realm-log entries past ``read_pos`` into this queue's events, skipping the
+        subjects the owner may not see (``None``: sees everyone), and move the cursor."""
+        for position, entry in entries:
+            self.read_pos = position
+            if not self.wants_presence:
+                continue
+            if visible_user_ids is not None and entry["user_id"] not in visible_user_ids:
+                continue
+            self.events.append(self._presence_event(entry, activity_offset_secs))
+
+    def add_heartbeat(self) -> None:
+        """Zulip's answer to a long poll that saw nothing: an event of its own, with an id."""
+        self.events.append({"type": "heartbeat", "id": self._take_event_id()})
+
+    def _take_event_id(self) -> int:
+        event_id = self.next_event_id
+        self.next_event_id += 1
+        return event_id
+
+    def _presence_event(self, entry: LogEntry, activity_offset_secs: int) -> Event:
+        """The three shapes of Zulip's presence event: modern for queues that declared
+        simplified_presence_events, else legacy, without ``email`` for slim_presence queues."""
+        user_id: int = entry["user_id"]
+        presence: dict[str, int] = entry["presence"]
+        if self.simplified_presence_events:
+            return {
+                "type": "presence",
+                "presences": {str(user_id): presence},
+                "id": self._take_event_id(),
+            }
+        status, timestamp = legacy_status(
+            _datetime(presence["active_timestamp"]),
+            _datetime(presence["idle_timestamp"]),
+            activity_offset_secs,
+        )
+        event: Event = {"type": "presence", "user_id": user_id}
+        if not self.slim_presence:
+            event["email"] = entry["email"]
+        event["server_timestamp"] = entry["server_timestamp"]
+        event["presence"] = {
+            LEGACY_CLIENT_NAME: {
+                "client": LEGACY_CLIENT_NAME,
+                "status": status,
+                "timestamp": timestamp,
+                "pushable": False,
+            }
+        }
+        event["id"] = self._take_event_id()
+        return event

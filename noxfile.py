@@ -1,0 +1,105 @@
+"""The test matrix: Django 5.2 LTS on Python 3.11, the newest Django 6 on Python 3.12 and 3.13,
+on SQLite and on PostgreSQL.
+
+    python -m nox                 every cell
+    python -m nox -t django6      the Django 6 cells, which `python3 dev.py test` runs (its own
+                                  runs in .venv are the Django 5.2 / Python 3.11 cells)
+    python -m nox -l              the list of cells
+
+Each cell installs the project with its test extra into a fresh virtualenv under .nox/, then
+runs the migrations check and pytest (plus, on SQLite, the custom-user suite). PostgreSQL cells
+are skipped when nothing listens on PRESENCE_TEST_PG_HOST:PRESENCE_TEST_PG_PORT
+(127.0.0.1:5432). A missing interpreter skips its cells, except under CI (the CI variable is
+set), where nox makes it an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+
+import nox
+
+# The standard library's venv: every interpreter of the matrix has it, nothing else needed.
+nox.options.default_venv_backend = "venv"
+
+# The cells: (Python, Django release line, database), and the pip requirement of each line.
+DJANGO = {"django52": "django>=5.2,<5.3", "django6": "django>=6.0,<7"}
+MATRIX = [
+    ("3.11", "django52", "sqlite"),
+    ("3.11", "django52", "postgres"),
+    ("3.12", "django6", "sqlite"),
+    ("3.13", "django6", "sqlite"),
+    ("3.13", "django6", "postgres"),
+]
+CELLS = [
+    nox.param(python, DJANGO[line], database, id=f"{python}-{line}-{database}", tags=[line])
+    for python, line, database in MATRIX
+]
+
+VERSIONS = (
+    "import platform, django, rest_framework, django_filters; "
+    "print('Python', platform.python_version(), '| Django', django.get_version(), "
+    "'| DRF', rest_framework.__version__, '| django-filter', django_filters.__version__)"
+)
+
+
+def _put_pyenv_pythons_on_path() -> None:
+    """pyenv's shims only run the active version, so `python3.13` on PATH may be a shim that
+    fails. Put the real interpreters pyenv installed first on PATH, newest patch release of
+    each minor version, for nox to find."""
+    versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found: dict[str, tuple[int, Path]] = {}  # minor version: (patch number, bin directory)
+    for path in versions.glob("3.*/bin"):
+        match = re.fullmatch(r"(3\.\d+)\.(\d+)", path.parent.name)
+        if match is None:
+            continue  # dev builds, virtualenvs and the like
+        minor, patch = match[1], int(match[2])
+        if minor not in found or found[minor][0] < patch:
+            found[minor] = (patch, path)
+    directories = [str(path) for _patch, path in found.values()]
+    os.environ["PATH"] = os.pathsep.join([*directories, os.environ.get("PATH", "")])
+
+
+_put_pyenv_pythons_on_path()
+
+
+def _postgres_address() -> tuple[str, int]:
+    # The same variables tests/settings.py reads.
+    host = os.environ.get("PRESENCE_TEST_PG_HOST", "127.0.0.1")
+    return host, int(os.environ.get("PRESENCE_TEST_PG_PORT", "5432"))
+
+
+def _postgres_reachable() -> bool:
+    try:
+        socket.create_connection(_postgres_address(), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+@nox.session
+@nox.parametrize(("python", "django", "database"), CELLS)
+def tests(session: nox.Session, django: str, database: str) -> None:
+    env = {}
+    if database == "postgres":
+        if not _postgres_reachable():
+            host, port = _postgres_address()
+            session.skip(f"PostgreSQL not reachable at {host}:{port}")
+        env["PRESENCE_TEST_DATABASE"] = "postgres"
+
+    session.install("-e", ".[test]", django)
+    session.run("python", "-c", VERSIONS)
+    # Migrations do not depend on the database: checked against the SQLite settings.
+    session.run(
+        *("python", "-m", "django", "makemigrations", "--check", "--dry-run"),
+        "--settings=tests.settings",
+    )
+    session.run("python", "-m", "pytest", *session.posargs, env=env)
+    # The custom-user suite runs whole or not at all, as in dev.py.
+    if database == "sqlite" and not session.posargs:
+        session.run(
+            *("python", "-m", "pytest", "--ds=tests.settings_custom_user", "tests/custom_user")
+        )

@@ -1,0 +1,316 @@
+"""End to end: the unmodified ``zulip`` package registers event queues and long-polls them on the
+example project served by uvicorn, in one process (in-process backend) and in two processes
+sharing Redis (register and poll on one, the presence write on the other).
+
+Like test_e2e_zulip_client, the servers use their own SQLite file, so the module runs in the
+SQLite run only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import zulip
+
+from bench import events_load
+
+from .e2e_server import ExampleServer, free_port, manage
+from .test_events_redis import REDIS_URL, redis_reachable
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        os.environ.get("PRESENCE_TEST_DATABASE") == "postgres",
+        reason="the example servers use their own SQLite file; covered by the SQLite run",
+    ),
+]
+
+EVENT_WAIT_SECS = 20  # an event normally arrives within milliseconds
+POLL_SETTLE_SECS = 1  # time for a long poll to reach the server before the write
+POLLS = 20
+
+ACCOUNTS_SCRIPT = """
+import json
+from django.contrib.auth import get_user_model
+from django_presence.actions import do_add_realm_member, do_create_api_key, do_create_realm
+
+realm = do_create_realm("events", "Event queues")
+accounts = {}
+for name in ("watcher", "mover1", "mover2", "mover3", "mover4", "mover5", "mover6"):
+    user = get_user_model().objects.create_user(name, f"{name}@example.com")
+    member = do_add_realm_member(user, realm)
+    _key, raw_key = do_create_api_key(member)
+    accounts[name] = {"email": member.email, "user_id": user.pk, "api_key": raw_key}
+print(json.dumps(accounts))
+"""
+
+
+@dataclass(frozen=True)
+class Account:
+    email: str
+    user_id: int
+    api_key: str
+
+    def client(self, server: ExampleServer) -> zulip.Client:
+        return zulip.Client(
+            email=self.email,
+            api_key=self.api_key,
+            site=server.url,
+            config_file=os.devnull,
+            client="PresenceEventsE2E/1.0",
+        )
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Account]]:
+    db_path = tmp_path_factory.mktemp("events") / "events.sqlite3"
+    manage(db_path, "migrate", "--verbosity=0")
+    accounts = json.loads(manage(db_path, "shell", "--no-imports", "-c", ACCOUNTS_SCRIPT))
+    return db_path, {name: Account(**account) for name, account in accounts.items()}
+
+
+@pytest.fixture(scope="module")
+def accounts(database: tuple[Path, dict[str, Account]]) -> dict[str, Account]:
+    return database[1]
+
+
+@pytest.fixture(scope="module")
+def start_server(
+    database: tuple[Path, dict[str, Account]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., ExampleServer]]:
+    started: list[ExampleServer] = []
+
+    def start(**env: str) -> ExampleServer:
+        log_path = tmp_path_factory.mktemp("logs") / "uvicorn.log"
+        server = ExampleServer(database[0], free_port(), log_path, asgi=True, **env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def presence_event(account: Account, event: dict[str, Any]) -> None:
+    """``event`` is the legacy presence event of ``account`` coming online, with id 0."""
+    timestamp = event["presence"]["website"]["timestamp"]
+    assert abs(timestamp - time.time()) < 60
+    assert event == {
+        "type": "presence",
+        "user_id": account.user_id,
+        "email": account.email,
+        "server_timestamp": event["server_timestamp"],
+        "presence": {
+            "website": {
+                "client": "website",
+                "status": "active",
+                "timestamp": timestamp,
+                "pushable": False,
+            }
+        },
+        "id": 0,
+    }
+
+
+def long_poll_then_write(
+    watcher: zulip.Client, writer: zulip.Client, *, poll_on: zulip.Client | None = None
+) -> dict[str, Any]:
+    """Register on ``watcher``'s server, long-poll (on ``poll_on``'s server, by default the
+    same), and while the poll waits let ``writer`` come online. Returns the poll's answer."""
+    registered = watcher.register(event_types=["presence"])
+    assert registered["result"] == "success", registered
+    assert registered["last_event_id"] == -1
+    poller = poll_on or watcher
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        answer = pool.submit(
+            poller.get_events,
+            queue_id=registered["queue_id"],
+            last_event_id=registered["last_event_id"],
+        )
+        time.sleep(POLL_SETTLE_SECS)
+        assert writer.update_presence({"status": "active"})["result"] == "success"
+        result: dict[str, Any] = answer.result(timeout=EVENT_WAIT_SECS)
+    assert result["result"] == "success", result
+    # Answered after waiting, so the answer names the queue, as Zulip's does.
+    assert result["queue_id"] == registered["queue_id"]
+    return result
+
+
+class _Received(Exception):
+    """Ends call_on_each_event, which otherwise loops forever."""
+
+
+def call_on_each_event_then_write(
+    watcher: zulip.Client, writer: zulip.Client
+) -> list[dict[str, Any]]:
+    """Run ``watcher.call_on_each_event`` in a thread until its first event, with ``writer``
+    coming online meanwhile."""
+    received: list[dict[str, Any]] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        received.append(event)
+        raise _Received
+
+    def listen() -> None:
+        with contextlib.suppress(_Received):
+            watcher.call_on_each_event(on_event, event_types=["presence"])
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    time.sleep(POLL_SETTLE_SECS)
+    assert writer.update_presence({"status": "active"})["result"] == "success"
+    thread.join(timeout=EVENT_WAIT_SECS)
+    assert not thread.is_alive(), "call_on_each_event received nothing"
+    return received
+
+
+# One process, in-process backend -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(start_server: Callable[..., ExampleServer]) -> ExampleServer:
+    return start_server()
+
+
+def test_get_events_receives_a_presence_event(server, accounts):
+    result = long_poll_then_write(
+        accounts["watcher"].client(server), accounts["mover1"].client(server)
+    )
+    (event,) = result["events"]
+    presence_event(accounts["mover1"], event)
+
+
+def test_call_on_each_event_receives_a_presence_event(server, accounts):
+    received = call_on_each_event_then_write(
+        accounts["watcher"].client(server), accounts["mover2"].client(server)
+    )
+    (event,) = received
+    presence_event(accounts["mover2"], event)
+
+
+def test_a_deleted_queue_is_a_bad_event_queue_id(server, accounts):
+    watcher = accounts["watcher"].client(server)
+    queue_id = watcher.register(event_types=["presence"])["queue_id"]
+    assert watcher.deregister(queue_id) == {"result": "success", "msg": ""}
+    assert watcher.get_events(queue_id=queue_id, last_event_id=-1) == {
+        "result": "error",
+        "msg": f"Bad event queue ID: {queue_id}",
+        "code": "BAD_EVENT_QUEUE_ID",
+        "queue_id": queue_id,
+    }
+
+
+def test_an_ordinary_refresh_sends_nothing(server, accounts):
+    watcher, mover = accounts["watcher"].client(server), accounts["mover5"].client(server)
+    assert mover.update_presence({"status": "active"})["result"] == "success"
+    registered = watcher.register(event_types=["presence"])
+    # Seconds after the first report, this one is a mere refresh.
+    assert mover.update_presence({"status": "active"})["result"] == "success"
+    assert watcher.get_events(
+        queue_id=registered["queue_id"], last_event_id=-1, dont_block=True
+    ) == {"result": "success", "msg": "", "events": []}
+
+
+def server_threads(server: ExampleServer) -> int:
+    status = Path(f"/proc/{server.process.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_waiting_polls_hold_no_thread(server, accounts):
+    """Twenty long polls waiting at once: the server process does not grow a thread each."""
+    watcher = accounts["watcher"].client(server)
+    registered = [watcher.register(event_types=["presence"]) for _ in range(POLLS)]
+    with ThreadPoolExecutor(max_workers=POLLS) as pool:
+        answers = [
+            pool.submit(watcher.get_events, queue_id=queue["queue_id"], last_event_id=-1)
+            for queue in registered
+        ]
+        time.sleep(POLL_SETTLE_SECS * 2)
+        threads_while_waiting = server_threads(server)
+        mover = accounts["mover6"].client(server)
+        assert mover.update_presence({"status": "active"})["result"] == "success"
+        results = [answer.result(timeout=EVENT_WAIT_SECS) for answer in answers]
+    assert threads_while_waiting < POLLS // 2
+    for result in results:
+        (event,) = result["events"]
+        presence_event(accounts["mover6"], event)
+
+
+# Two processes sharing Redis -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_servers(
+    start_server: Callable[..., ExampleServer],
+) -> Iterator[tuple[ExampleServer, ExampleServer]]:
+    if not redis_reachable():
+        pytest.skip(f"Redis is not reachable at {REDIS_URL} (set PRESENCE_TEST_REDIS_URL)")
+    prefix = f"presence-e2e-{uuid.uuid4().hex[:12]}"
+    env = {"EXAMPLE_EVENT_REDIS_URL": REDIS_URL, "EXAMPLE_EVENT_REDIS_KEY_PREFIX": prefix}
+    yield start_server(**env), start_server(**env)
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+    client.close()
+
+
+def test_a_write_on_one_process_reaches_a_long_poll_on_the_other(redis_servers, accounts):
+    first, second = redis_servers
+    result = long_poll_then_write(
+        accounts["watcher"].client(first), accounts["mover3"].client(second)
+    )
+    (event,) = result["events"]
+    presence_event(accounts["mover3"], event)
+
+
+def test_call_on_each_event_across_processes(redis_servers, accounts):
+    first, second = redis_servers
+    received = call_on_each_event_then_write(
+        accounts["watcher"].client(first), accounts["mover4"].client(second)
+    )
+    (event,) = received
+    presence_event(accounts["mover4"], event)
+
+
+def test_a_queue_registered_on_one_process_is_polled_on_the_other(redis_servers, accounts):
+    first, second = redis_servers
+    registered = accounts["watcher"].client(first).register(event_types=["presence"])
+    on_second = accounts["watcher"].client(second)
+    assert on_second.get_events(
+        queue_id=registered["queue_id"], last_event_id=-1, dont_block=True
+    ) == {"result": "success", "msg": "", "events": []}
+    assert on_second.deregister(registered["queue_id"]) == {"result": "success", "msg": ""}
+    gone = (
+        accounts["watcher"]
+        .client(first)
+        .get_events(queue_id=registered["queue_id"], last_event_id=-1)
+    )
+    assert gone["code"] == "BAD_EVENT_QUEUE_ID"
+
+
+# The load test, small --------------------------------------------------------------------------
+
+
+def test_the_load_test_runs():
+    """bench/events_load.py with 50 queues and two rounds: in each, every poll gets exactly the
+    presence event of that round's member, with the next id (checked inside the run). No timing
+    assertion: the figures are the benchmark's business."""
+    results = events_load.run(events_load.SMOKE_QUEUES, rounds=2)
+    backends = ["in_process", "redis"] if redis_reachable() else ["in_process"]
+    assert [scenario["backend"] for scenario in results["scenarios"]] == backends
+    for scenario in results["scenarios"]:
+        assert scenario["delivered"] == 2 * events_load.SMOKE_QUEUES
+        assert len(scenario["rounds"]) == 2
