@@ -40,9 +40,9 @@ from .serializers import NoParams, UpdatePresenceParams, UpdateSettingsParams, Z
 from .throttling import PresenceRateThrottle
 
 # The Zulip version this app reports, and the API feature level whose presence behaviour it
-# implements (288: history_limit_days).
-ZULIP_VERSION = f"10.0-django-presence-{__version__}"
-ZULIP_FEATURE_LEVEL = 288
+# implements (419, Zulip 11.0: simplified_presence_events; 288 added history_limit_days).
+ZULIP_VERSION = f"11.0-django-presence-{__version__}"
+ZULIP_FEATURE_LEVEL = 419
 
 
 class AlwaysJSON(BaseContentNegotiation):
