@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import orjson
-import requests
+
+from tests.e2e_server import LoopbackServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "example_project"
@@ -30,12 +29,6 @@ SERVERS = {
 
 # Django keeps no persistent database connections under ASGI (docs/scaling.md).
 SERVER_ENV = {"uvicorn": {"BENCH_CONN_MAX_AGE": "0"}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def environment(**extra: str) -> dict[str, str]:
@@ -99,38 +92,21 @@ def command(server: str, port: int) -> list[str]:
     raise ValueError(f"unknown server {server!r}")
 
 
-class Server:
-    def __init__(self, server: str, log_path: Path, **env: str) -> None:
-        self.name = server
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        with log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                command(server, self.port),
-                cwd=REPO,
-                env=environment(**{**SERVER_ENV.get(server, {}), **env}),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            self._wait_until_up()
-        except BaseException:
-            self.stop()
-            raise
+class Server(LoopbackServer):
+    """One of SERVERS serving the example project with bench.settings."""
 
-    def _wait_until_up(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_SECS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.log_path.read_text()}")
-            try:
-                requests.get(f"{self.url}/api/v1/server_settings", timeout=2)
-            except requests.RequestException:
-                time.sleep(0.2)
-            else:
-                return
-        raise RuntimeError(f"{self.name} did not answer in time:\n{self.log_path.read_text()}")
+    def __init__(self, server: str, log_path: Path, **env: str) -> None:
+        port = free_port()
+        super().__init__(
+            server,
+            command(server, port),
+            environment(**{**SERVER_ENV.get(server, {}), **env}),
+            port,
+            log_path,
+            cwd=REPO,
+            start_timeout=START_TIMEOUT_SECS,
+            stop_timeout=STOP_TIMEOUT_SECS,
+        )
 
     def pids(self) -> list[int]:
         """The server's processes: the master and its workers."""
@@ -150,14 +126,6 @@ class Server:
             kib = next(int(line.split()[1]) for line in lines if line.startswith("VmHWM:"))
             peaks.append(kib * 1024)
         return {"per_process_bytes": peaks, "total_bytes": sum(peaks)}
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT_SECS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=STOP_TIMEOUT_SECS)
 
 
 def run_load(spec: dict[str, Any]) -> dict[str, Any]:

@@ -70,40 +70,49 @@ def server_command(port: int, *, asgi: bool) -> list[str]:
     ]
 
 
-class ExampleServer:
-    """``manage.py runserver --noreload`` (or with ``asgi``, uvicorn) on 127.0.0.1:<port>,
-    logging to a file."""
+class LoopbackServer:
+    """A server process on 127.0.0.1:<port>, logging to a file, up once it answers
+    ``server_settings``; ``stop()`` ends it (terminate, then kill). The benchmarks use it too."""
 
     def __init__(
-        self, db_path: Path, port: int, log_path: Path, *, asgi: bool = False, **env: str
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str],
+        port: int,
+        log_path: Path,
+        *,
+        cwd: Path | None = None,
+        start_timeout: float = START_TIMEOUT_SECS,
+        stop_timeout: float = STOP_TIMEOUT_SECS,
     ) -> None:
+        self.name = name
+        self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
+        self.stop_timeout = stop_timeout
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                server_command(port, asgi=asgi),
-                env=example_env(db_path, **env),
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
             )
         try:
-            self._wait_until_up()
+            self._wait_until_up(start_timeout)
         except BaseException:
             self.stop()
             raise
 
-    def _wait_until_up(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_SECS
+    def _wait_until_up(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the example server exited:\n{self.log()}")
+                raise RuntimeError(f"{self.name} exited:\n{self.log()}")
             try:
-                requests.get(f"{self.url}/api/v1/server_settings", timeout=1)
+                requests.get(f"{self.url}/api/v1/server_settings", timeout=2)
             except requests.RequestException:
                 time.sleep(0.2)
             else:
                 return
-        raise RuntimeError(f"the example server did not answer in time:\n{self.log()}")
+        raise RuntimeError(f"{self.name} did not answer in time:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -111,7 +120,23 @@ class ExampleServer:
     def stop(self) -> None:
         self.process.terminate()
         try:
-            self.process.wait(timeout=STOP_TIMEOUT_SECS)
+            self.process.wait(timeout=self.stop_timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait(timeout=STOP_TIMEOUT_SECS)
+            self.process.wait(timeout=self.stop_timeout)
+
+
+class ExampleServer(LoopbackServer):
+    """``manage.py runserver --noreload`` (or with ``asgi``, uvicorn) on 127.0.0.1:<port>,
+    logging to a file."""
+
+    def __init__(
+        self, db_path: Path, port: int, log_path: Path, *, asgi: bool = False, **env: str
+    ) -> None:
+        super().__init__(
+            "the example server",
+            server_command(port, asgi=asgi),
+            example_env(db_path, **env),
+            port,
+            log_path,
+        )
