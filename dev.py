@@ -3,7 +3,8 @@
 
     python3 dev.py demo [--port 8000]   seed the example project and serve it
     python3 dev.py test [PYTEST_ARGS]   lint, type-check, migrations check, the test suites,
-                                        the package smoke test and the Django 6 test matrix
+                                        the strict docs build, the package smoke test and
+                                        the Django 6 test matrix
 
 Both create .venv on first use and reinstall the project into it whenever pyproject.toml
 changes.
@@ -17,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -36,7 +38,7 @@ def bootstrap() -> None:
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == digest:
         return
-    extras = ".[test,lint,dev,bench]"
+    extras = ".[test,lint,dev,bench,docs]"
     print(f"==> pip install -e '{extras}'", flush=True)
     subprocess.run([PYTHON, "-m", "pip", "install", "-e", extras], cwd=ROOT, check=True)
     STAMP.write_text(digest)
@@ -86,6 +88,11 @@ def cmd_test(pytest_args: list[str]) -> int:
         "--settings=tests.settings",
     )
     step("pytest (SQLite)", *pytest)
+
+    # Strict: a broken link or anchor in docs/ fails the step. Built outside the repository.
+    with tempfile.TemporaryDirectory(prefix="presence-docs-") as site_dir:
+        mkdocs = (PYTHON, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", site_dir)
+        step("mkdocs build --strict", *mkdocs)
 
     host, port = postgres_address()
     if postgres_reachable():

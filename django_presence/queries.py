@@ -11,8 +11,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connections, router
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce, Concat, Lower, NullIf, Trim
 from django.utils import timezone
 
 from .adapter import get_access_adapter
@@ -504,3 +504,37 @@ def stale_presence_rows(realm: Realm | None, older_than: datetime) -> QuerySet[U
         Q(last_connected_time__isnull=True) | Q(last_connected_time__lt=older_than),
         Q(last_active_time__isnull=True) | Q(last_active_time__lt=older_than),
     )
+
+
+# The team directory (an extension outside Zulip's API) -------------------------------------
+
+
+def directory_members(realm: Realm, viewer: RealmMember) -> QuerySet[RealmMember]:
+    """The realm's active, non-bot members that ``viewer`` may see (access limiting as in the
+    realm read), each with its user and presence row joined in, ordered by the name the listing
+    shows (where the user model has name fields), then email, so that pages are stable."""
+    members = active_members(realm).filter(is_bot=False).select_related("user__presence")
+    if presence_settings.LIMIT_TO_ACCESSIBLE_USERS:
+        adapter = get_access_adapter()
+        if not adapter.can_access_all_users(viewer):
+            members = members.filter(user_id__in=adapter.accessible_user_ids(viewer))
+    email = Lower(f"user__{_user_email_field()}")
+    if not (_user_model_has_field("first_name") and _user_model_has_field("last_name")):
+        return members.order_by(email, "user_id")
+    # The name the listing shows: "first last", or the email when both are blank.
+    shown_name = Coalesce(NullIf(Trim(_full_name_expression()), Value("")), email)
+    return members.order_by(Lower(shown_name), email, "user_id")
+
+
+def _full_name_expression() -> Concat:
+    return Concat("user__first_name", Value(" "), "user__last_name")
+
+
+def search_members(members: QuerySet[RealmMember], text: str) -> QuerySet[RealmMember]:
+    """The members whose email or "first last" name (where the user model has name fields)
+    contains ``text``, ignoring case."""
+    match = Q(**{f"user__{_user_email_field()}__icontains": text})
+    if _user_model_has_field("first_name") and _user_model_has_field("last_name"):
+        members = members.alias(directory_full_name=_full_name_expression())
+        match |= Q(directory_full_name__icontains=text)
+    return members.filter(match)

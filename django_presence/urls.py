@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from . import views
+from .directory import DirectoryMembersView
 from .events import views as event_views
 from .exceptions import api_not_found
 
@@ -24,5 +25,7 @@ urlpatterns = [
     path("server_settings", views.ServerSettingsView.as_view(), name="get-server-settings"),
     path("register", event_views.RegisterQueueView.as_view(), name="register-queue"),
     path("events", event_views.events_view, name="events"),
+    # An extension outside Zulip's API (docs/directory.md).
+    path("directory/members", DirectoryMembersView.as_view(), name="directory-members"),
     re_path(r"^(?P<unmatched_path>.*)$", api_not_found, name="not-found"),
 ]

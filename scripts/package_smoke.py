@@ -29,6 +29,7 @@ NOT_SHIPPED = ("tests/", "example_project/", "bench/", "scripts/", "docs/", ".ci
 IN_WHEEL = (
     "django_presence/__init__.py",
     "django_presence/py.typed",
+    "django_presence/static/django_presence/presence-dot.js",
     "django_presence/migrations/0001_initial.py",
     "django_presence/management/commands/presence_stats.py",
     "django_presence/management/commands/presence_purge.py",

@@ -1,10 +1,11 @@
-"""The example project's index page: what the site offers, and for a signed-in realm member the
-realm's presence as the app's query layer returns it."""
+"""The example project's pages: the index (what the site offers, and for a signed-in realm member
+the realm's presence as the app's query layer returns it) and the team directory."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -44,3 +45,10 @@ def _presence_rows(viewer: RealmMember) -> list[dict[str, Any]]:
         }
         for user_id, entry in sorted(presences.items(), key=lambda item: int(item[0]))
     ]
+
+
+@login_required
+def directory(request: HttpRequest) -> HttpResponse:
+    """The team directory: a page that reads GET directory/members, reports the viewer's own
+    presence and follows presence events, all from the browser with the session."""
+    return render(request, "demo/directory.html")

@@ -27,6 +27,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    # Swagger UI's files, served by the site itself: the docs page fetches nothing elsewhere.
+    "drf_spectacular_sidecar",
     "django_presence",
     "demo",
 ]
@@ -98,6 +101,22 @@ LOGOUT_REDIRECT_URL = "index"
 # Guests see only the members they share an auth Group with, as in the seeded demo realm.
 PRESENCE_LIMIT_TO_ACCESSIBLE_USERS = True
 PRESENCE_SERVER_NAME = "django-presence example"
+
+# The OpenAPI schema at /api/schema/ and its Swagger UI page at /api/schema/swagger-ui/
+# (docs/api.md, "OpenAPI schema").
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "django-presence",
+    "DESCRIPTION": "Zulip's presence API, as served by django-presence.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # In place of the default hook, which would name each field's "true"/"false" enum apart.
+    "POSTPROCESSING_HOOKS": ["django_presence.schema.postprocess_schema"],
+    # Tags by the first path segment under the API root: users, realm, register, ...
+    "SCHEMA_PATH_PREFIX": "/api/v1/",
+}
 
 if "EXAMPLE_PRESENCE_API_RATE" in os.environ:
     PRESENCE_API_RATE = os.environ["EXAMPLE_PRESENCE_API_RATE"]

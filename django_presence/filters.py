@@ -1,0 +1,70 @@
+"""django-filter FilterSets of the app's listing endpoints (an extension outside Zulip's API).
+
+Every filter becomes part of the one SQL query of the listing: the presence status is compared
+on the timestamps in the database (queries.presence_status_q), never computed in Python."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+
+from .models import RealmMember
+from .queries import STATUSES, presence_status_q, search_members
+
+# A member with no presence row: they never reported (or their row was deleted).
+STATUS_NEVER = "never"
+DIRECTORY_STATUSES = (*STATUSES, STATUS_NEVER)
+
+# RealmMember -> the member's UserPresence row (at most one).
+_PRESENCE_PATH = "user__presence"
+
+
+def _choice_error(name: str, choices: tuple[str, ...]) -> dict[str, str]:
+    return {"invalid_choice": f"%(value)s is not one of {', '.join(choices)}"}
+
+
+class DirectoryFilterSet(django_filters.FilterSet):  # type: ignore[misc]  # untyped package
+    """Filters a realm's members: ``status`` (active, idle, offline, never), ``search`` (part of
+    the name or email, any case) and ``role`` (Zulip's integer role, e.g. 400).
+
+    ``now`` is the moment statuses are computed at; ``presence_hidden`` (the realm has presence
+    disabled) makes every member "never", as the listing shows them."""
+
+    status = django_filters.ChoiceFilter(
+        choices=[(status, status) for status in DIRECTORY_STATUSES],
+        method="filter_status",
+        error_messages=_choice_error("status", DIRECTORY_STATUSES),
+    )
+    search = django_filters.CharFilter(method="filter_search")
+    role = django_filters.ChoiceFilter(
+        choices=RealmMember.Role.choices,
+        error_messages=_choice_error(
+            "role", tuple(str(value) for value in RealmMember.Role.values)
+        ),
+    )
+
+    class Meta:
+        model = RealmMember
+        fields = ("status", "search", "role")
+
+    def __init__(self, *args: Any, now: datetime, presence_hidden: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.now = now
+        self.presence_hidden = presence_hidden
+
+    def filter_status(
+        self, queryset: QuerySet[RealmMember], name: str, value: str
+    ) -> QuerySet[RealmMember]:
+        if self.presence_hidden:
+            return queryset if value == STATUS_NEVER else queryset.none()
+        if value == STATUS_NEVER:
+            return queryset.filter(**{f"{_PRESENCE_PATH}__isnull": True})
+        return queryset.filter(presence_status_q(value, self.now, path=_PRESENCE_PATH))
+
+    def filter_search(
+        self, queryset: QuerySet[RealmMember], name: str, value: str
+    ) -> QuerySet[RealmMember]:
+        return search_members(queryset, value)

@@ -1,0 +1,430 @@
+"""OpenAPI 3 description of the API, for drf-spectacular (the ``openapi`` extra).
+
+Importing this module registers drf-spectacular extensions that describe the app's views, its
+parameter fields and its two authentication schemes without touching the views themselves;
+``postprocess_schema`` is a postprocessing hook for ``GET``/``DELETE events``, a plain async
+Django view that drf-spectacular cannot see. A host imports the module where it mounts the
+schema view and lists the hook in ``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]``
+(docs/api.md, "OpenAPI schema").
+
+Responses are written out by hand: they are Zulip's shapes, built by formatting.py and the
+views, not by serializers. Parameters come from the views' own parameter serializers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.extensions import (
+    OpenApiAuthenticationExtension,
+    OpenApiSerializerFieldExtension,
+    OpenApiViewExtension,
+)
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import serializers
+
+from .serializers import UpdatePresenceParams, UpdateSettingsParams
+
+
+class UpdatePresenceRequest(UpdatePresenceParams):
+    """POST users/me/presence as documented: with the status values the view accepts, which
+    UpdatePresenceParams checks itself to answer with Zulip's message."""
+
+    status = serializers.ChoiceField(choices=["active", "idle"])  # type: ignore[assignment]
+
+
+Schema = dict[str, Any]
+
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+
+
+def _object(properties: Schema, required: tuple[str, ...] = ()) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def _success(properties: Schema | None = None, required: tuple[str, ...] = ()) -> Schema:
+    """Zulip's success envelope around an endpoint's own keys."""
+    return _object(
+        {
+            "result": {"type": "string", "enum": ["success"]},
+            "msg": {"type": "string"},
+            "ignored_parameters_unsupported": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Parameters sent that this endpoint does not use.",
+            },
+            **(properties or {}),
+        },
+        ("result", "msg", *required),
+    )
+
+
+ERROR = _object(
+    {
+        "result": {"type": "string", "enum": ["error"]},
+        "msg": {"type": "string"},
+        "code": {"type": "string", "example": "BAD_REQUEST"},
+        "var_name": {"type": "string", "description": "With REQUEST_VARIABLE_MISSING."},
+        "allowed_methods": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "With HTTP 405.",
+        },
+        "retry-after": {"type": "number", "description": "With RATE_LIMIT_HIT (HTTP 429)."},
+        "queue_id": {"type": "string", "description": "With BAD_EVENT_QUEUE_ID."},
+        "reason": {"type": "string", "description": "With CSRF_FAILED."},
+    },
+    ("result", "msg", "code"),
+)
+
+ERROR_DESCRIPTIONS = {
+    400: "A parameter or request error (code BAD_REQUEST, REQUEST_VARIABLE_MISSING, ...).",
+    401: "No or bad credentials, or a deactivated user or realm.",
+    403: "Not a member of any organization, or a session request without its CSRF token.",
+    405: "The path exists, the method does not.",
+    415: "A body that is not form-encoded or multipart.",
+    429: "Rate limit hit; the Retry-After header says when to try again.",
+}
+
+
+def _responses(success: Schema, errors: tuple[int, ...]) -> dict[int, OpenApiResponse]:
+    responses = {200: OpenApiResponse(response=success, description="Success.")}
+    for status in errors:
+        responses[status] = OpenApiResponse(response=ERROR, description=ERROR_DESCRIPTIONS[status])
+    return responses
+
+
+AUTHENTICATED_ERRORS = (400, 401, 403, 405, 429)
+# The endpoints that read a request body.
+BODY_ERRORS = (*AUTHENTICATED_ERRORS, 415)
+
+TIMESTAMP = {"type": "integer", "description": "UNIX time, in seconds."}
+LEGACY_STATUS = {"type": "string", "enum": ["active", "idle", "offline"]}
+MODERN_PRESENCES = {
+    "type": "object",
+    "description": "By user id.",
+    "additionalProperties": _object(
+        {"active_timestamp": TIMESTAMP, "idle_timestamp": TIMESTAMP},
+        ("active_timestamp", "idle_timestamp"),
+    ),
+}
+LEGACY_CLIENT_ENTRY = _object(
+    {
+        "client": {"type": "string"},
+        "status": LEGACY_STATUS,
+        "timestamp": TIMESTAMP,
+        "pushable": {"type": "boolean"},
+    },
+    ("status", "timestamp"),
+)
+LEGACY_PRESENCES = {
+    "type": "object",
+    "description": "By email: per client name, and 'aggregated'.",
+    "additionalProperties": {"type": "object", "additionalProperties": LEGACY_CLIENT_ENTRY},
+}
+PRESENCES = {
+    "description": "Modern (by user id) when last_update_id or slim_presence was sent, else "
+    "legacy (by email).",
+    # anyOf: an empty dict is both.
+    "anyOf": [MODERN_PRESENCES, LEGACY_PRESENCES],
+}
+SERVER_TIMESTAMP = {"type": "number", "description": "UNIX time, with a fraction."}
+UPDATE_ID = {"type": "integer", "description": "The realm's newest presence update id."}
+
+
+class ZulipApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "django_presence.authentication.ZulipApiKeyAuthentication"
+    name = "zulipApiKey"
+
+    def get_security_definition(self, auto_schema: AutoSchema) -> Schema:
+        return {
+            "type": "http",
+            "scheme": "basic",
+            "description": "The member's API email as user name and API key as password.",
+        }
+
+
+class ZulipSessionScheme(OpenApiAuthenticationExtension):
+    target_class = "django_presence.authentication.ZulipSessionAuthentication"
+    name = "sessionCookie"
+
+    def get_security_definition(self, auto_schema: AutoSchema) -> Schema:
+        # The host's SESSION_COOKIE_NAME, read when the schema is generated.
+        from django.conf import settings
+
+        return {"type": "apiKey", "in": "cookie", "name": settings.SESSION_COOKIE_NAME}
+
+
+class JsonFieldSchema(OpenApiSerializerFieldExtension):
+    """Zulip's parameters are JSON-encoded form values: a string on the wire."""
+
+    target_class = "django_presence.serializers.JsonField"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> Schema:
+        type_name = self.target.type_name
+        schema: Schema = {"type": "string", "description": f"JSON-encoded: {type_name}."}
+        if type_name == "a boolean":
+            schema["enum"] = ["true", "false"]
+        elif type_name == "an integer":
+            schema["pattern"] = r"^-?[0-9]+$"
+        return schema
+
+
+def _with_schema(target: type[Any], **methods: Any) -> type[Any]:
+    """A subclass of a view with its methods described; the view itself is left as it is."""
+    return extend_schema_view(**methods)(type(target.__name__, (target,), {}))
+
+
+class UpdatePresenceSchema(OpenApiViewExtension):
+    target_class = "django_presence.views.UpdatePresenceView"
+
+    def view_replacement(self) -> type[Any]:
+        success = _success(
+            {
+                "presences": PRESENCES,
+                "server_timestamp": SERVER_TIMESTAMP,
+                "presence_last_update_id": UPDATE_ID,
+            }
+        )
+        post = extend_schema(
+            operation_id="update-presence",
+            summary="Report the caller's presence; get the realm's back",
+            description="With ping_only=true the answer has no presence data.",
+            request={FORM_MEDIA_TYPE: UpdatePresenceRequest},
+            responses=_responses(success, BODY_ERRORS),
+        )
+        return _with_schema(self.target, post=post)
+
+
+class UserPresenceSchema(OpenApiViewExtension):
+    target_class = "django_presence.views.UserPresenceView"
+
+    def view_replacement(self) -> type[Any]:
+        presence = {
+            "type": "object",
+            "description": "Per client name, and 'aggregated'.",
+            "additionalProperties": _object(
+                {"status": LEGACY_STATUS, "timestamp": TIMESTAMP}, ("status", "timestamp")
+            ),
+        }
+        get = extend_schema(
+            operation_id="get-user-presence",
+            summary="One user's presence, by user id or email",
+            request=None,
+            responses=_responses(
+                _success({"presence": presence}, ("presence",)), AUTHENTICATED_ERRORS
+            ),
+        )
+        return _with_schema(self.target, get=get)
+
+
+class RealmPresenceSchema(OpenApiViewExtension):
+    target_class = "django_presence.views.RealmPresenceView"
+
+    def view_replacement(self) -> type[Any]:
+        success = _success(
+            {"presences": LEGACY_PRESENCES, "server_timestamp": SERVER_TIMESTAMP},
+            ("presences", "server_timestamp"),
+        )
+        get = extend_schema(
+            operation_id="get-presence",
+            summary="The realm's presence, in the legacy format",
+            request=None,
+            responses=_responses(success, AUTHENTICATED_ERRORS),
+        )
+        return _with_schema(self.target, get=get)
+
+
+class SettingsSchema(OpenApiViewExtension):
+    target_class = "django_presence.views.SettingsView"
+
+    def view_replacement(self) -> type[Any]:
+        patch = extend_schema(
+            operation_id="update-settings",
+            summary="Invisible mode (presence_enabled); other settings are ignored",
+            request={FORM_MEDIA_TYPE: UpdateSettingsParams},
+            responses=_responses(_success(), BODY_ERRORS),
+        )
+        return _with_schema(self.target, patch=patch)
+
+
+class ServerSettingsSchema(OpenApiViewExtension):
+    target_class = "django_presence.views.ServerSettingsView"
+
+    def view_replacement(self) -> type[Any]:
+        string, integer, boolean = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
+        keys: Schema = {
+            "zulip_version": string,
+            "zulip_feature_level": integer,
+            "zulip_merge_base": string,
+            "push_notifications_enabled": boolean,
+            "is_incompatible": boolean,
+            "email_auth_enabled": boolean,
+            "require_email_format_usernames": boolean,
+            "authentication_methods": {"type": "object", "additionalProperties": boolean},
+            "external_authentication_methods": {"type": "array", "items": {"type": "object"}},
+            "realm_uri": string,
+            "realm_url": string,
+            "realm_name": string,
+            "realm_icon": string,
+            "realm_description": string,
+            "realm_web_public_access_enabled": boolean,
+            "server_presence_ping_interval_seconds": integer,
+            "server_presence_offline_threshold_seconds": integer,
+        }
+        get = extend_schema(
+            operation_id="get-server-settings",
+            summary="What a client reads first; no authentication",
+            request=None,
+            responses=_responses(_success(keys, tuple(keys)), (400, 405)),
+        )
+        return _with_schema(self.target, get=get)
+
+
+class RegisterQueueSchema(OpenApiViewExtension):
+    target_class = "django_presence.events.views.RegisterQueueView"
+
+    def view_replacement(self) -> type[Any]:
+        from .events.serializers import RegisterParams
+
+        integer = {"type": "integer"}
+        success = _success(
+            {
+                "queue_id": {"type": "string"},
+                "zulip_version": {"type": "string"},
+                "zulip_feature_level": integer,
+                "zulip_merge_base": {"type": "string"},
+                "last_event_id": integer,
+                "presences": PRESENCES,
+                "server_timestamp": SERVER_TIMESTAMP,
+                "presence_last_update_id": UPDATE_ID,
+                "realm_presence_disabled": {"type": "boolean"},
+                "server_presence_ping_interval_seconds": integer,
+                "server_presence_offline_threshold_seconds": integer,
+                "event_queue_longpoll_timeout_seconds": integer,
+            },
+            ("queue_id", "last_event_id"),
+        )
+        post = extend_schema(
+            operation_id="register-queue",
+            summary="Create an event queue and fetch the initial state",
+            request={FORM_MEDIA_TYPE: RegisterParams},
+            responses=_responses(success, BODY_ERRORS),
+        )
+        return _with_schema(self.target, post=post)
+
+
+HEARTBEAT_EVENT = _object(
+    {"type": {"type": "string", "enum": ["heartbeat"]}, "id": {"type": "integer"}},
+    ("type", "id"),
+)
+PRESENCE_EVENT = _object(
+    {
+        "type": {"type": "string", "enum": ["presence"]},
+        "id": {"type": "integer"},
+        "presences": MODERN_PRESENCES,
+        "user_id": {"type": "integer"},
+        "email": {"type": "string"},
+        "server_timestamp": SERVER_TIMESTAMP,
+        "presence": {"type": "object", "additionalProperties": LEGACY_CLIENT_ENTRY},
+    },
+    ("type", "id"),
+)
+
+
+def _form_parameter(name: str, schema: Schema, description: str, *, required: bool) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _events_operations() -> Schema:
+    """GET and DELETE events, written as drf-spectacular would render them."""
+    errors = {
+        str(status): {
+            "description": ERROR_DESCRIPTIONS[status],
+            "content": {"application/json": {"schema": ERROR}},
+        }
+        for status in AUTHENTICATED_ERRORS
+        if status != 429  # the events view has no rate limit
+    }
+    security: list[Schema] = [{"zulipApiKey": []}, {"sessionCookie": []}]
+    queue_id = {"type": "string"}
+    get_success = _success(
+        {
+            "events": {"type": "array", "items": {"oneOf": [HEARTBEAT_EVENT, PRESENCE_EVENT]}},
+            "queue_id": queue_id,
+        },
+        ("events",),
+    )
+    return {
+        "get": {
+            "operationId": "get-events",
+            "summary": "Long-poll an event queue",
+            "description": "Answers at once with new events, else waits and answers with a "
+            "heartbeat; dont_block=true never waits.",
+            "tags": ["events"],
+            "parameters": [
+                _form_parameter("queue_id", queue_id, "From register.", required=True),
+                _form_parameter(
+                    "last_event_id",
+                    {"type": "string", "pattern": r"^-?[0-9]+$"},
+                    "JSON-encoded: an integer. Acknowledges events up to this id.",
+                    required=True,
+                ),
+                _form_parameter(
+                    "dont_block",
+                    {"type": "string", "enum": ["true", "false"]},
+                    "JSON-encoded: a boolean.",
+                    required=False,
+                ),
+            ],
+            "security": security,
+            "responses": {
+                "200": {
+                    "description": "Success.",
+                    "content": {"application/json": {"schema": get_success}},
+                },
+                **errors,
+            },
+        },
+        "delete": {
+            "operationId": "delete-queue",
+            "summary": "Delete an event queue",
+            "tags": ["events"],
+            "parameters": [_form_parameter("queue_id", queue_id, "From register.", required=True)],
+            "security": security,
+            "responses": {
+                "200": {
+                    "description": "Success.",
+                    "content": {"application/json": {"schema": _success()}},
+                },
+                **errors,
+            },
+        },
+    }
+
+
+def postprocess_schema(result: Schema, generator: Any, **kwargs: Any) -> Schema:
+    """drf-spectacular postprocessing hook: adds ``GET``/``DELETE events`` where the app's URLs
+    are mounted, and writes the defaults of JSON-encoded parameters as sent on the wire
+    (``"false"``; drf-spectacular renders the Python value)."""
+    path = reverse("django_presence:events")
+    result.setdefault("paths", {})[path] = _events_operations()
+    for component in result.get("components", {}).get("schemas", {}).values():
+        for field in component.get("properties", {}).values():
+            encoded = str(field.get("description", "")).startswith("JSON-encoded")
+            if encoded and "default" in field and not isinstance(field["default"], str):
+                field["default"] = json.dumps(field["default"])
+    return result

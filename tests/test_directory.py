@@ -1,0 +1,260 @@
+"""GET directory/members: the team directory listing (docs/directory.md)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group
+from rest_framework.test import APIClient
+
+from django_presence import actions
+from django_presence.models import RealmMember
+
+from .api_utils import assert_error, frozen_now, now_seconds, success, ts
+from .factories import MemberFactory
+
+URL = "/api/v1/directory/members"
+
+
+@pytest.fixture
+def now():
+    return now_seconds()
+
+
+@pytest.fixture
+def viewer(make_member):
+    return make_member(user__email="viewer@example.com", user__first_name="Vera")
+
+
+@pytest.fixture
+def client(api_client_for, viewer):
+    return api_client_for(viewer)
+
+
+def report(member: RealmMember, status: str, at: Any) -> None:
+    actions.update_user_presence(member, log_time=at, status=status, new_user_input=True)
+
+
+def entry(member: RealmMember, full_name: str, status: str, active=None, idle=None) -> dict:
+    return {
+        "user_id": member.user_id,
+        "email": member.email,
+        "full_name": full_name,
+        "role": member.role,
+        "status": status,
+        "active_timestamp": None if active is None else ts(active),
+        "idle_timestamp": None if idle is None else ts(idle),
+    }
+
+
+def listing(client: Any, now: Any, **params: Any) -> dict[str, Any]:
+    with frozen_now(now):
+        return success(client.get(URL, params))
+
+
+@pytest.fixture
+def team(make_member, realm, viewer, now):
+    """One member per status (by name: Ada active, Bo idle, Cy offline, Di never, Ed invisible
+    and a guest), plus members the listing leaves out."""
+    members = {
+        "ada": make_member(user__first_name="Ada", user__last_name="Lovelace"),
+        "bo": make_member(user__first_name="Bo", user__last_name="Diddley"),
+        "cy": make_member(user__first_name="Cy", user__last_name="Twombly"),
+        "di": make_member(user__first_name="Di", user__last_name="Prima"),
+        "ed": make_member(user__first_name="Ed", user__last_name="Ruscha"),
+        "noname": make_member(user__email="zz-noname@example.com"),
+        "guest": make_member(user__first_name="Gil", role=RealmMember.Role.GUEST),
+    }
+    report(members["ada"], "active", now - timedelta(seconds=30))
+    report(members["bo"], "idle", now - timedelta(seconds=30))
+    report(members["cy"], "active", now - timedelta(minutes=30))
+    report(members["ed"], "active", now - timedelta(seconds=30))
+    actions.do_set_presence_enabled(members["ed"], False, log_time=now)
+    members["ed"].refresh_from_db()
+    bot = make_member(user__first_name="Aaron", is_bot=True)
+    report(bot, "active", now)
+    gone = make_member(user__first_name="Abe")
+    actions.do_deactivate_member(gone)
+    MemberFactory(user__first_name="Al")  # another realm
+    return members
+
+
+def expected_entries(team: dict[str, RealmMember], viewer: RealmMember, now: Any) -> list[dict]:
+    ed_presence = team["ed"].user.presence
+    return [
+        entry(
+            team["ada"],
+            "Ada Lovelace",
+            "active",
+            now - timedelta(seconds=30),
+            now - timedelta(seconds=30),
+        ),
+        entry(team["bo"], "Bo Diddley", "idle", None, now - timedelta(seconds=30)),
+        entry(
+            team["cy"],
+            "Cy Twombly",
+            "offline",
+            now - timedelta(minutes=30),
+            now - timedelta(minutes=30),
+        ),
+        entry(team["di"], "Di Prima", "never"),
+        entry(
+            team["ed"],
+            "Ed Ruscha",
+            "offline",
+            ed_presence.last_active_time,
+            ed_presence.last_connected_time,
+        ),
+        entry(team["guest"], "Gil", "never"),
+        entry(viewer, "Vera", "never"),
+        # No name: the email stands in, and sorts after every name.
+        entry(team["noname"], "zz-noname@example.com", "never"),
+    ]
+
+
+def test_lists_the_realms_active_human_members_with_their_status(client, team, viewer, now):
+    body = listing(client, now)
+    assert body == {
+        "result": "success",
+        "msg": "",
+        "count": 8,
+        "page": 1,
+        "page_size": 50,
+        "members": expected_entries(team, viewer, now),
+    }
+
+
+def test_an_invisible_member_shows_as_their_backdated_row_makes_them(client, team, now):
+    ed = next(m for m in listing(client, now)["members"] if m["user_id"] == team["ed"].user_id)
+    assert ed["status"] == "offline"
+    assert ed["active_timestamp"] < ts(now - timedelta(seconds=200))
+
+
+@pytest.mark.parametrize(
+    ("status", "names"),
+    [
+        ("active", ["ada"]),
+        ("idle", ["bo"]),
+        ("offline", ["cy", "ed"]),
+        ("never", ["di", "guest", "viewer", "noname"]),
+    ],
+)
+def test_status_filter(client, team, viewer, now, status, names):
+    members = {**team, "viewer": viewer}
+    body = listing(client, now, status=status)
+    assert [m["user_id"] for m in body["members"]] == [members[n].user_id for n in names]
+    assert body["count"] == len(names)
+    assert {m["status"] for m in body["members"]} == {status}
+
+
+@pytest.mark.parametrize(
+    ("search", "names"),
+    [
+        ("lovelace", ["ada"]),
+        ("ADA LOVE", ["ada"]),
+        ("zz-noname@", ["noname"]),
+        ("example.com", ["ada", "bo", "cy", "di", "ed", "guest", "viewer", "noname"]),
+        ("nobody", []),
+    ],
+)
+def test_search_matches_name_or_email_in_any_case(client, team, viewer, now, search, names):
+    members = {**team, "viewer": viewer}
+    body = listing(client, now, search=search)
+    assert [m["user_id"] for m in body["members"]] == [members[n].user_id for n in names]
+
+
+def test_role_filter_and_filters_combine(client, team, now):
+    guests = listing(client, now, role="600")
+    assert [m["user_id"] for m in guests["members"]] == [team["guest"].user_id]
+    combined = listing(client, now, role="400", status="never", search="prima")
+    assert [m["user_id"] for m in combined["members"]] == [team["di"].user_id]
+
+
+def test_pages(client, team, viewer, now):
+    everyone = expected_entries(team, viewer, now)
+    second = listing(client, now, page="2", page_size="3")
+    assert (second["count"], second["page"], second["page_size"]) == (8, 2, 3)
+    assert second["members"] == everyone[3:6]
+    assert listing(client, now, page="3", page_size="3")["members"] == everyone[6:]
+    past_the_end = listing(client, now, page="4", page_size="3")
+    assert (past_the_end["count"], past_the_end["members"]) == (8, [])
+
+
+@pytest.mark.parametrize(
+    ("params", "msg"),
+    [
+        ({"status": "busy"}, "Invalid status: busy is not one of active, idle, offline, never"),
+        ({"role": "500"}, "Invalid role: 500 is not one of 100, 200, 300, 400, 600"),
+        ({"role": "member"}, "Invalid role: member is not one of 100, 200, 300, 400, 600"),
+        ({"page": "0"}, "page must be at least 1"),
+        ({"page": "two"}, "page is not valid JSON"),
+        ({"page": "1.5"}, "page is not an integer"),
+        ({"page_size": "0"}, "page_size must be between 1 and 200"),
+        ({"page_size": "201"}, "page_size must be between 1 and 200"),
+        ({"page_size": "true"}, "page_size is not an integer"),
+    ],
+)
+def test_bad_values_get_zulips_error(client, params, msg):
+    assert_error(client.get(URL, params), msg)
+
+
+def test_unknown_parameters_are_reported_as_ignored(client, viewer, now):
+    body = listing(client, now, colour="red", status="never")
+    assert body["ignored_parameters_unsupported"] == ["colour"]
+    assert [m["user_id"] for m in body["members"]] == [viewer.user_id]
+
+
+def test_a_guest_sees_only_the_members_they_may_access(
+    settings, api_client_for, make_member, team, now
+):
+    settings.PRESENCE_LIMIT_TO_ACCESSIBLE_USERS = True
+    group = Group.objects.create(name="crew")
+    team["guest"].user.groups.add(group)
+    team["bo"].user.groups.add(group)
+    body = listing(api_client_for(team["guest"]), now)
+    assert [m["user_id"] for m in body["members"]] == [team["bo"].user_id, team["guest"].user_id]
+    assert body["count"] == 2
+
+
+def test_a_realm_with_presence_disabled_shows_everyone_as_never(client, team, realm, now):
+    actions.do_set_realm_presence_disabled(realm, True)
+    body = listing(client, now)
+    assert {(m["status"], m["active_timestamp"], m["idle_timestamp"]) for m in body["members"]} == {
+        ("never", None, None)
+    }
+    assert listing(client, now, status="active")["count"] == 0
+    assert listing(client, now, status="never")["count"] == 8
+
+
+def test_session_authentication(viewer, now):
+    browser = APIClient(enforce_csrf_checks=True)
+    browser.force_login(viewer.user)
+    with frozen_now(now):
+        body = success(browser.get(URL))
+    assert body["members"] == [entry(viewer, "Vera", "never")]
+
+
+def test_needs_authentication_and_only_allows_get(client):
+    assert_error(
+        APIClient().get(URL),
+        "Not logged in: API authentication or user session required",
+        status=401,
+        code="UNAUTHORIZED",
+    )
+    assert_error(client.post(URL), "Method Not Allowed", status=405, allowed_methods=["GET"])
+
+
+@pytest.mark.parametrize("filters", [{}, {"status": "active", "search": "user", "role": "400"}])
+def test_constant_query_count_at_two_realm_sizes(
+    client, make_member, now, django_assert_num_queries, filters
+):
+    # API-key authentication (the key with its member, realm, sequence and presence row
+    # in one query), the count and the page.
+    for size in (3, 30):
+        while RealmMember.objects.count() < size:
+            report(make_member(), "active", now)
+        with django_assert_num_queries(3):
+            body = listing(client, now, page_size="200", **filters)
+        assert body["count"] == (size - 1 if filters else size)

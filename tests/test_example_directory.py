@@ -1,0 +1,120 @@
+"""The example project's team directory page (/directory/), served by a real server process:
+the page, and the requests its script makes with the session (no browser here: the script's
+rendering is the presence-dot.js logic tested in test_presence_dot_js.py). SQLite run only, like
+the other example-project tests."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from .e2e_server import ExampleServer, free_port, manage
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("PRESENCE_TEST_DATABASE") == "postgres",
+    reason="the example project uses its own SQLite file; covered by the SQLite run",
+)
+
+TIMEOUT = 10  # seconds, for every request
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    directory = tmp_path_factory.mktemp("directory-page")
+    db_path: Path = directory / "example.sqlite3"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    manage(db_path, "migrate", "--verbosity=0")
+    manage(db_path, "seed_demo", "--url", url)
+    example = ExampleServer(db_path, port, directory / "server.log")
+    yield url
+    example.stop()
+
+
+def signed_in(url: str) -> requests.Session:
+    """A browser-like session signed in as the seeded admin (a realm administrator)."""
+    session = requests.Session()
+    session.get(f"{url}/accounts/login/", timeout=TIMEOUT).raise_for_status()
+    response = session.post(
+        f"{url}/accounts/login/",
+        data={
+            "username": "admin",
+            "password": "admin",
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        headers={"Referer": f"{url}/accounts/login/"},
+        timeout=TIMEOUT,
+    )
+    assert response.url == f"{url}/", response.text
+    return session
+
+
+def test_anonymous_visitors_are_sent_to_the_login(server: str) -> None:
+    response = requests.get(f"{server}/directory/", allow_redirects=False, timeout=TIMEOUT)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/accounts/login/?next=/directory/"
+
+
+def test_the_page_names_the_endpoints_its_script_uses(server: str) -> None:
+    session = signed_in(server)
+    page = session.get(f"{server}/directory/", timeout=TIMEOUT)
+    assert page.status_code == 200
+    assert "<h1>Team directory</h1>" in page.text
+    urls = dict(re.findall(r'var (LISTING|PRESENCE|REGISTER|EVENTS) = "([^"]+)";', page.text))
+    assert urls == {
+        "LISTING": "/api/v1/directory/members",
+        "PRESENCE": "/api/v1/users/me/presence",
+        "REGISTER": "/api/v1/register",
+        "EVENTS": "/api/v1/events",
+    }
+    assert '<script src="/static/django_presence/presence-dot.js"></script>' in page.text
+    assert 'href="/directory/"' in session.get(f"{server}/", timeout=TIMEOUT).text
+
+
+def test_the_scripts_requests_work_with_the_session(server: str) -> None:
+    session = signed_in(server)
+    csrf = {"X-CSRFToken": session.cookies["csrftoken"], "Referer": f"{server}/directory/"}
+    report = session.post(
+        f"{server}/api/v1/users/me/presence",
+        data={"status": "active", "new_user_input": "true", "ping_only": "true"},
+        headers=csrf,
+        timeout=TIMEOUT,
+    )
+    assert report.json() == {"result": "success", "msg": ""}
+
+    listing = session.get(
+        f"{server}/api/v1/directory/members",
+        params={"search": "admin@", "status": "active", "page": "1", "page_size": "20"},
+        timeout=TIMEOUT,
+    ).json()
+    assert (listing["result"], listing["count"]) == ("success", 1)
+    (admin,) = listing["members"]
+    assert (admin["email"], admin["full_name"], admin["role"], admin["status"]) == (
+        "admin@example.com",
+        "admin@example.com",
+        200,
+        "active",
+    )
+
+    queue = session.post(
+        f"{server}/api/v1/register",
+        data={
+            "event_types": '["presence"]',
+            "fetch_event_types": "[]",
+            "client_capabilities": '{"simplified_presence_events": true}',
+        },
+        headers=csrf,
+        timeout=TIMEOUT,
+    ).json()
+    assert (queue["result"], queue["last_event_id"]) == ("success", -1)
+    events = session.get(
+        f"{server}/api/v1/events",
+        params={"queue_id": queue["queue_id"], "last_event_id": "-1", "dont_block": "true"},
+        timeout=TIMEOUT,
+    ).json()
+    assert events == {"result": "success", "msg": "", "events": []}

@@ -1,0 +1,103 @@
+"""{% presence_dot user %} (django_presence.templatetags.presence)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.template import Context, Template
+
+from django_presence import actions
+
+from .api_utils import frozen_now, now_seconds
+
+NOW = now_seconds()
+TEMPLATE = Template("{% load presence %}{% presence_dot user %}")
+
+
+def dot(status: str, title: str) -> str:
+    return (
+        f'<span class="presence-dot presence-dot--{status}" role="img" aria-label="{title}" '
+        f'title="{title}"></span>'
+    )
+
+
+def render(user: Any) -> str:
+    with frozen_now(NOW):
+        return TEMPLATE.render(Context({"user": user}))
+
+
+def report(member: Any, status: str, seconds_ago: int) -> None:
+    actions.update_user_presence(
+        member, log_time=NOW - timedelta(seconds=seconds_ago), status=status, new_user_input=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "seconds_ago", "expected"),
+    [
+        ("active", 10, dot("active", "active now")),
+        ("idle", 10, dot("idle", "idle")),
+        ("active", 30 * 60, dot("offline", "last seen 30 minutes ago")),
+        ("idle", 59 * 60 + 59, dot("offline", "last seen 59 minutes ago")),
+        ("active", 60 * 60, dot("offline", "offline")),
+        ("active", 3 * 24 * 3600, dot("offline", "offline")),
+    ],
+)
+def test_status_and_title(make_member, django_assert_num_queries, status, seconds_ago, expected):
+    member = make_member()
+    report(member, status, seconds_ago)
+    user = get_user_model().objects.get(pk=member.user_id)
+    with django_assert_num_queries(1):
+        assert render(user) == expected
+
+
+def test_one_minute_is_singular(make_member, settings):
+    member = make_member()
+    report(member, "active", 70)
+    # Lowered after the write, which refuses a threshold this close to the ping interval.
+    settings.PRESENCE_OFFLINE_THRESHOLD_SECS = 30
+    assert render(member.user) == dot("offline", "last seen 1 minute ago")
+
+
+def test_an_invisible_user_shows_as_their_backdated_row_makes_them(make_member):
+    member = make_member()
+    report(member, "active", 10)
+    actions.do_set_presence_enabled(member, False, log_time=NOW)
+    # Backdated by INVISIBLE_BACKDATE_SECS (270 with the default settings).
+    assert render(member.user) == dot("offline", "last seen 4 minutes ago")
+
+
+def test_no_presence_row_no_user_and_presence_disabled_are_offline(
+    make_member, realm, django_assert_num_queries
+):
+    never = make_member()
+    with django_assert_num_queries(1):
+        assert render(never.user) == dot("offline", "offline")
+    with django_assert_num_queries(0):
+        assert render(None) == dot("offline", "offline")
+    reported = make_member()
+    report(reported, "active", 10)
+    actions.do_set_realm_presence_disabled(realm, True)
+    assert render(reported.user) == dot("offline", "offline")
+
+
+def test_presence_loaded_with_the_users_needs_no_query(make_member, django_assert_num_queries):
+    active, idle, never = make_member(), make_member(), make_member()
+    report(active, "active", 10)
+    report(idle, "idle", 10)
+    users = list(
+        get_user_model()
+        .objects.filter(pk__in=[active.user_id, idle.user_id, never.user_id])
+        .select_related("presence__realm")
+        .order_by("pk")
+    )
+    with django_assert_num_queries(0):
+        rendered = [render(user) for user in users]
+    assert rendered == [
+        dot("active", "active now"),
+        dot("idle", "idle"),
+        dot("offline", "offline"),
+    ]
