@@ -30,6 +30,16 @@ def realm(db):
 
 
 @pytest.fixture
+def hamlet(make_member) -> RealmMember:
+    return make_member(user__username="hamlet", user__email="hamlet@zulip.com")
+
+
+@pytest.fixture
+def othello(make_member) -> RealmMember:
+    return make_member(user__username="othello", user__email="othello@zulip.com")
+
+
+@pytest.fixture
 def make_member(db, realm) -> Callable[..., RealmMember]:
     def make(**kwargs: Any) -> RealmMember:
         kwargs.setdefault("realm", realm)

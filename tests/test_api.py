@@ -15,7 +15,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from django_presence import __version__, actions
-from django_presence.models import RealmMember, UserPresence
+from django_presence.models import UserPresence
 
 from .api_utils import (
     FORM,
@@ -40,16 +40,6 @@ pytestmark = pytest.mark.django_db
 SERVER_SETTINGS_URL = "/api/v1/server_settings"
 NOT_LOGGED_IN = "Not logged in: API authentication or user session required"
 WWW_AUTHENTICATE = 'Basic realm="zulip"'
-
-
-@pytest.fixture
-def hamlet(make_member) -> RealmMember:
-    return make_member(user__username="hamlet", user__email="hamlet@zulip.com")
-
-
-@pytest.fixture
-def othello(make_member) -> RealmMember:
-    return make_member(user__username="othello", user__email="othello@zulip.com")
 
 
 @pytest.fixture

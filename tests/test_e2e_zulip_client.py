@@ -26,6 +26,7 @@ import pytest
 import requests
 import zulip
 
+from .api_utils import legacy_entry
 from .e2e_server import ExampleServer, free_port, manage
 
 pytestmark = [
@@ -171,18 +172,6 @@ def client_for(server: ExampleServer, email: str, api_key: str) -> zulip.Client:
 @pytest.fixture
 def tester(server: ExampleServer, seed: Seeded) -> zulip.Client:
     return client_for(server, seed.tester.email, seed.tester.api_key)
-
-
-def legacy_entry(status: str, timestamp: int) -> dict[str, Any]:
-    return {
-        "aggregated": {"client": "website", "status": status, "timestamp": timestamp},
-        "website": {
-            "client": "website",
-            "status": status,
-            "timestamp": timestamp,
-            "pushable": False,
-        },
-    }
 
 
 def single_user_entry(status: str, aggregated: str, timestamp: int) -> dict[str, Any]:

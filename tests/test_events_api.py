@@ -55,16 +55,6 @@ def fresh_backends(monkeypatch):
 
 
 @pytest.fixture
-def hamlet(make_member) -> RealmMember:
-    return make_member(user__username="hamlet", user__email="hamlet@zulip.com")
-
-
-@pytest.fixture
-def othello(make_member) -> RealmMember:
-    return make_member(user__username="othello", user__email="othello@zulip.com")
-
-
-@pytest.fixture
 def clients(api_client_for):
     made: dict[int, Any] = {}
 
