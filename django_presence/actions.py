@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from .conf import presence_settings
 from .formatting import format_modern_entry
-from .models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence
+from .models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence, user_email
 from .queries import presence_event_recipients, stale_presence_rows
 from .signals import presence_changed, presence_enabled_changed
 
@@ -57,7 +57,7 @@ def check_add_realm_member(user: AbstractBaseUser, realm: Realm) -> None:
     """One realm per user, and one member per email within a realm (the API finds members by
     email, case-insensitively). Raises MembershipError."""
     email_field = user.get_email_field_name()
-    email = str(getattr(user, email_field, "") or "")
+    email = user_email(user)
     current = RealmMember.objects.select_related("realm").filter(user_id=user.pk).first()
     if current is not None:
         raise MembershipError(f"{email} already belongs to realm '{current.realm.string_id}'.")

@@ -7,21 +7,11 @@ naming a subclass in ``PRESENCE_ACCESS_ADAPTER``. Adapters hold no state and nev
 
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
-from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Q, QuerySet
 from django.utils.module_loading import import_string
 
 from .conf import presence_settings
-from .models import RealmMember
-
-
-def _user_model_has_groups() -> bool:
-    try:
-        get_user_model()._meta.get_field("groups")
-    except FieldDoesNotExist:
-        return False
-    return True
+from .models import RealmMember, user_model_has_field
 
 
 class DefaultAccessAdapter:
@@ -36,7 +26,7 @@ class DefaultAccessAdapter:
         keep a constant query count). Only consulted when can_access_all_users is False."""
         members = RealmMember.objects.filter(realm_id=viewer.realm_id)
         visible = Q(user_id=viewer.user_id)
-        if _user_model_has_groups():
+        if user_model_has_field("groups"):
             visible |= Q(user__groups__user=viewer.user_id)
         return members.filter(visible).values_list("user_id", flat=True).distinct()
 
@@ -52,7 +42,7 @@ class DefaultAccessAdapter:
         guests who share no group with them."""
         members = RealmMember.objects.filter(realm_id=target.realm_id, is_active=True)
         allowed = ~Q(role=RealmMember.Role.GUEST) | Q(user_id=target.user_id)
-        if _user_model_has_groups():
+        if user_model_has_field("groups"):
             allowed |= Q(user__groups__user=target.user_id)
         return members.filter(allowed).distinct()
 

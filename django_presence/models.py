@@ -12,9 +12,27 @@ from __future__ import annotations
 from typing import ClassVar
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+
+def user_model_has_field(name: str) -> bool:
+    """Whether AUTH_USER_MODEL has this field: custom user models may lack is_active, groups
+    or names, and the app then does without them."""
+    try:
+        get_user_model()._meta.get_field(name)
+    except FieldDoesNotExist:
+        return False
+    return True
+
+
+def user_email(user: AbstractBaseUser) -> str:
+    """A user's API email: the user model's email field."""
+    return str(getattr(user, user.get_email_field_name(), "") or "")
 
 
 class Realm(models.Model):
@@ -84,7 +102,7 @@ class RealmMember(models.Model):
     @property
     def email(self) -> str:
         """The API email, which in this app is the user's email field."""
-        return str(getattr(self.user, self.user.get_email_field_name(), "") or "")
+        return user_email(self.user)
 
     @property
     def is_guest(self) -> bool:

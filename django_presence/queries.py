@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import FieldDoesNotExist
 from django.db import connections, router
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, Concat, Lower, NullIf, Trim
@@ -23,20 +22,18 @@ from .formatting import (
     legacy_status_at,
     modern_entry_at,
 )
-from .models import PresenceSequence, Realm, RealmMember, UserPresence
+from .models import (
+    PresenceSequence,
+    Realm,
+    RealmMember,
+    UserPresence,
+    user_model_has_field,
+)
 
 # presence_last_update_id when there is neither data nor a client baseline.
 NO_UPDATE_ID = -1
 
 MAX_HISTORY_LIMIT_DAYS = 365_000
-
-
-def _user_model_has_field(name: str) -> bool:
-    try:
-        get_user_model()._meta.get_field(name)
-    except FieldDoesNotExist:
-        return False
-    return True
 
 
 def _user_email_field() -> str:
@@ -47,7 +44,7 @@ def active_members(realm: Realm) -> QuerySet[RealmMember]:
     """Active members of the realm: active membership, and an active user where the user
     model has an is_active field (custom user models need not)."""
     members = RealmMember.objects.filter(realm_id=realm.pk, is_active=True)
-    if _user_model_has_field("is_active"):
+    if user_model_has_field("is_active"):
         members = members.filter(user__is_active=True)
     return members
 
@@ -164,7 +161,7 @@ class _RealmRows:
             user__presence_membership__is_active=True,
             user__presence_membership__is_bot=False,
         )
-        if _user_model_has_field("is_active"):
+        if user_model_has_field("is_active"):
             rows = rows.filter(user__is_active=True)
         if self.after_update_id is not None:
             rows = rows.filter(last_update_id__gt=self.after_update_id)
@@ -211,7 +208,7 @@ class _RealmRows:
             f"NOT {column('m', RealmMember, 'is_bot')}",
         ]
         params: list[Any] = [self.realm_id, self.realm_id]
-        user_is_active = _user_model_has_field("is_active")
+        user_is_active = user_model_has_field("is_active")
         if by_email or user_is_active:
             user_pk = column("u", user_model, user_model._meta.pk.name)
             sql += f" JOIN {quote(user_model._meta.db_table)} u ON {user_pk} = {user_id}"
@@ -519,7 +516,7 @@ def directory_members(realm: Realm, viewer: RealmMember) -> QuerySet[RealmMember
         if not adapter.can_access_all_users(viewer):
             members = members.filter(user_id__in=adapter.accessible_user_ids(viewer))
     email = Lower(f"user__{_user_email_field()}")
-    if not (_user_model_has_field("first_name") and _user_model_has_field("last_name")):
+    if not (user_model_has_field("first_name") and user_model_has_field("last_name")):
         return members.order_by(email, "user_id")
     # The name the listing shows: "first last", or the email when both are blank.
     shown_name = Coalesce(NullIf(Trim(_full_name_expression()), Value("")), email)
@@ -534,7 +531,7 @@ def search_members(members: QuerySet[RealmMember], text: str) -> QuerySet[RealmM
     """The members whose email or "first last" name (where the user model has name fields)
     contains ``text``, ignoring case."""
     match = Q(**{f"user__{_user_email_field()}__icontains": text})
-    if _user_model_has_field("first_name") and _user_model_has_field("last_name"):
+    if user_model_has_field("first_name") and user_model_has_field("last_name"):
         members = members.alias(directory_full_name=_full_name_expression())
         match |= Q(directory_full_name__icontains=text)
     return members.filter(match)

@@ -15,7 +15,7 @@ from django.core.validators import validate_email
 from django.db import models, transaction
 
 from django_presence.actions import MembershipError, do_add_realm_member, do_create_realm
-from django_presence.models import Realm, RealmMember
+from django_presence.models import Realm, RealmMember, user_email
 
 
 def _check_field_value(model: type[models.Model], field: str, value: str, what: str) -> None:
@@ -26,10 +26,6 @@ def _check_field_value(model: type[models.Model], field: str, value: str, what: 
         raise CommandError(f"Invalid {what} {value!r}: {' '.join(exc.messages)}") from exc
 
 
-def _user_email(user: AbstractBaseUser) -> str:
-    return str(getattr(user, user.get_email_field_name(), "") or "")
-
-
 def find_user(email: str) -> AbstractBaseUser | None:
     """The user whose email field matches ``email`` case-insensitively. Where several do (the
     stock User does not make emails unique), an exact match decides."""
@@ -37,7 +33,7 @@ def find_user(email: str) -> AbstractBaseUser | None:
     lookup = {f"{user_model.get_email_field_name()}__iexact": email}
     users = list(user_model._default_manager.filter(**lookup).order_by("pk"))
     if len(users) > 1:
-        users = [user for user in users if _user_email(user) == email] or users
+        users = [user for user in users if user_email(user) == email] or users
     if len(users) > 1:
         ids = ", ".join(str(user.pk) for user in users)
         raise CommandError(f"Several users have the email {email} (user ids {ids}).")
