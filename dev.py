@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -63,6 +64,22 @@ def postgres_reachable() -> bool:
     return True
 
 
+def ensure_chromium() -> str:
+    """Debian's Chromium for tests/test_browser_directory.py, installed with apt-get when it is
+    missing and this runs as root; otherwise that test skips and says why. Returns the outcome
+    for the summary."""
+    if os.environ.get("PRESENCE_TEST_CHROMIUM") or shutil.which("chromium"):
+        return "ok: found"
+    if os.name != "posix" or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return "skipped: no chromium and no root apt-get; the browser test skips"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if run("apt-get", "update", "-q", env=env) and run(
+        "apt-get", "install", "-y", "-q", "chromium", env=env
+    ):
+        return "ok: installed"
+    return "skipped: apt-get install chromium failed; the browser test skips"
+
+
 def venv_versions() -> tuple[str, str]:
     """The Python and Django versions of .venv: the matrix cell that its own runs stand for."""
     script = "import platform, django; print(platform.python_version(), django.get_version())"
@@ -87,6 +104,7 @@ def cmd_test(pytest_args: list[str]) -> int:
         *(PYTHON, "-m", "django", "makemigrations", "--check", "--dry-run"),
         "--settings=tests.settings",
     )
+    results.append(("chromium (browser test)", ensure_chromium()))
     step("pytest (SQLite)", *pytest)
 
     # Strict: a broken link or anchor in docs/ fails the step. Built outside the repository.

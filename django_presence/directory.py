@@ -2,7 +2,8 @@
 
 The same authentication, envelope, rate limit and parameter conventions as the Zulip endpoints
 (views.PresenceAPIView); see docs/directory.md. Two queries whatever the realm's size: the
-count, and one page of members joined to their users and presence rows."""
+count, and one page of members joined to their users and presence rows. The response carries
+the server's clock and offline threshold, for clients that recompute statuses as time passes."""
 
 from __future__ import annotations
 
@@ -14,28 +15,39 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from .conf import presence_settings
 from .exceptions import ZulipError
 from .filters import STATUS_NEVER, DirectoryFilterSet
 from .formatting import datetime_to_timestamp
-from .models import RealmMember, UserPresence
+from .models import Realm, RealmMember, UserPresence
 from .permissions import get_request_member
-from .queries import directory_members, presence_status
-from .serializers import JsonIntegerField, RawStringField, ZulipParamsSerializer
+from .queries import directory_members, loaded_update_id, presence_status
+from .serializers import (
+    JsonIntegerField,
+    JsonIntegerListField,
+    RawStringField,
+    ZulipParamsSerializer,
+)
 from .views import PresenceAPIView
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+# One page can hold every member asked for.
+MAX_USER_IDS = MAX_PAGE_SIZE
+# The integers SQL compares: SQLite refuses larger ones, and no user has such an id.
+SQL_INTEGERS = range(-(2**63), 2**63)
 
 
 class DirectoryParams(ZulipParamsSerializer):
-    """The pagination parameters; the filters are declared so they are not reported as
-    ignored, and validated by DirectoryFilterSet."""
+    """The pagination parameters and ``user_ids``; the other filters are declared so they are
+    not reported as ignored, and validated by DirectoryFilterSet."""
 
     page = JsonIntegerField(required=False, default=1)
     page_size = JsonIntegerField(required=False, default=DEFAULT_PAGE_SIZE)
     role = RawStringField(required=False)
     search = RawStringField(required=False)
     status = RawStringField(required=False)
+    user_ids = JsonIntegerListField(required=False)
 
     def validate_page(self, value: int) -> int:
         if value < 1:
@@ -45,6 +57,13 @@ class DirectoryParams(ZulipParamsSerializer):
     def validate_page_size(self, value: int) -> int:
         if not 1 <= value <= MAX_PAGE_SIZE:
             raise serializers.ValidationError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        return value
+
+    def validate_user_ids(self, value: list[int]) -> list[int]:
+        if len(value) > MAX_USER_IDS:
+            raise serializers.ValidationError(
+                f"Invalid user_ids: at most {MAX_USER_IDS} ids are allowed"
+            )
         return value
 
 
@@ -83,36 +102,57 @@ def directory_entry(member: RealmMember, *, now: datetime, presence_hidden: bool
 class DirectoryMembersView(PresenceAPIView):
     """GET directory/members: the viewer's realm's active human members, filtered and paged."""
 
-    # Left out of the OpenAPI schema, which describes the Zulip API the app implements.
-    schema = None
-
     def get(self, request: Request) -> Response:
         viewer = get_request_member(request)
         params = self.parse_params(request, DirectoryParams)
         realm = viewer.realm
         now = timezone.now()
+        members = directory_members(realm, viewer)
+        if "user_ids" in params:
+            # Ids the listing leaves out, or that no user has, simply match no one.
+            user_ids = [user_id for user_id in params["user_ids"] if user_id in SQL_INTEGERS]
+            members = members.filter(user_id__in=user_ids)
         filterset = DirectoryFilterSet(
             request.query_params,
-            queryset=directory_members(realm, viewer),
+            queryset=members,
             now=now,
             presence_hidden=realm.presence_disabled,
         )
         if not filterset.is_valid():
             raise _first_filter_error(filterset)
         members = filterset.qs
+        count = members.count()
         page, page_size = params["page"], params["page_size"]
         start = (page - 1) * page_size
+        # Past the last page nothing is read, however large the page: SQL refuses an OFFSET
+        # beyond 64 bits.
+        page_members = members[start : start + page_size] if start < count else []
         return self.success(
             {
-                "count": members.count(),
+                "count": count,
                 "page": page,
                 "page_size": page_size,
+                # The clock and threshold the statuses were computed with.
+                "server_timestamp": now.timestamp(),
+                # Read at authentication, before the members: a presence written since has a
+                # larger id, so POST users/me/presence with this last_update_id returns it.
+                "presence_last_update_id": _loaded_update_id_or_zero(realm),
+                "server_presence_offline_threshold_seconds": (
+                    presence_settings.OFFLINE_THRESHOLD_SECS
+                ),
                 "members": [
                     directory_entry(member, now=now, presence_hidden=realm.presence_disabled)
-                    for member in members[start : start + page_size]
+                    for member in page_members
                 ],
             }
         )
+
+
+def _loaded_update_id_or_zero(realm: Realm) -> int:
+    """The realm's update id as authentication loaded it; 0 (every update id is larger) for a
+    realm with no sequence row yet, which has had no presence write."""
+    update_id = loaded_update_id(realm)
+    return 0 if update_id is None else update_id
 
 
 def _first_filter_error(filterset: DirectoryFilterSet) -> ZulipError:

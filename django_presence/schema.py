@@ -3,9 +3,9 @@
 Importing this module registers drf-spectacular extensions that describe the app's views, its
 parameter fields and its two authentication schemes without touching the views themselves;
 ``postprocess_schema`` is a postprocessing hook for ``GET``/``DELETE events``, a plain async
-Django view that drf-spectacular cannot see. A host imports the module where it mounts the
-schema view and lists the hook in ``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]``
-(docs/api.md, "OpenAPI schema").
+Django view that drf-spectacular cannot see, and for the JSON ``user_ids`` parameter of
+``GET directory/members``. A host imports the module where it mounts the schema view and lists
+the hook in ``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]`` (docs/api.md, "OpenAPI schema").
 
 Responses are written out by hand: they are Zulip's shapes, built by formatting.py and the
 views, not by serializers. Parameters come from the views' own parameter serializers.
@@ -26,7 +26,10 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
 
-from .serializers import UpdatePresenceParams, UpdateSettingsParams
+from .directory import MAX_USER_IDS, DirectoryParams
+from .filters import DIRECTORY_STATUSES
+from .models import RealmMember
+from .serializers import RawStringField, UpdatePresenceParams, UpdateSettingsParams
 
 
 class UpdatePresenceRequest(UpdatePresenceParams):
@@ -34,6 +37,27 @@ class UpdatePresenceRequest(UpdatePresenceParams):
     UpdatePresenceParams checks itself to answer with Zulip's message."""
 
     status = serializers.ChoiceField(choices=["active", "idle"])  # type: ignore[assignment]
+
+
+class DirectoryRequest(DirectoryParams):
+    """GET directory/members as documented: with the filter values DirectoryFilterSet accepts.
+    ``user_ids`` is written by postprocess_schema, as Zulip's OpenAPI writes a JSON list."""
+
+    role = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=[(str(value), label) for value, label in RealmMember.Role.choices],
+        required=False,
+        help_text="Only members with this Zulip role.",
+    )
+    search = RawStringField(
+        required=False,
+        help_text="Only members whose email or name contains this text, in any case.",
+    )
+    status = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=list(DIRECTORY_STATUSES),
+        required=False,
+        help_text="Only members with this status now (never: no presence data).",
+    )
+    user_ids = None  # type: ignore[assignment]
 
 
 Schema = dict[str, Any]
@@ -321,6 +345,81 @@ class RegisterQueueSchema(OpenApiViewExtension):
         return _with_schema(self.target, post=post)
 
 
+DIRECTORY_MEMBER = _object(
+    {
+        "user_id": {"type": "integer"},
+        "email": {"type": "string"},
+        "full_name": {"type": "string"},
+        "role": {"type": "integer", "enum": list(RealmMember.Role.values)},
+        "status": {"type": "string", "enum": list(DIRECTORY_STATUSES)},
+        "active_timestamp": {**TIMESTAMP, "nullable": True},
+        "idle_timestamp": {**TIMESTAMP, "nullable": True},
+    },
+    (
+        "user_id",
+        "email",
+        "full_name",
+        "role",
+        "status",
+        "active_timestamp",
+        "idle_timestamp",
+    ),
+)
+
+
+class DirectoryMembersSchema(OpenApiViewExtension):
+    target_class = "django_presence.directory.DirectoryMembersView"
+
+    def view_replacement(self) -> type[Any]:
+        integer = {"type": "integer"}
+        keys: Schema = {
+            "count": {"type": "integer", "description": "Members matching the filters."},
+            "page": integer,
+            "page_size": integer,
+            "server_timestamp": {
+                **SERVER_TIMESTAMP,
+                "description": "UNIX time, with a fraction: when the statuses were computed.",
+            },
+            "server_presence_offline_threshold_seconds": integer,
+            "presence_last_update_id": {
+                "type": "integer",
+                "description": "The organization's presence update id before the members were "
+                "read: POST users/me/presence with it as last_update_id returns the presence "
+                "written since.",
+            },
+            "members": {"type": "array", "items": DIRECTORY_MEMBER},
+        }
+        get = extend_schema(
+            operation_id="get-directory-members",
+            summary="The team directory: the realm's members with their status",
+            description="An extension outside Zulip's API. Lists the active, non-bot members "
+            "the caller may see, filtered and paged; statuses are computed at server_timestamp "
+            "with the offline threshold: active if server_timestamp - active_timestamp is under "
+            "it, else idle if server_timestamp - idle_timestamp is, else offline; never with no "
+            "presence data.",
+            parameters=[DirectoryRequest],
+            request=None,
+            responses=_responses(_success(keys, tuple(keys)), AUTHENTICATED_ERRORS),
+        )
+        return _with_schema(self.target, get=get)
+
+
+# Zulip's OpenAPI writes a JSON-encoded list parameter by its decoded shape, as content
+# application/json; drf-spectacular writes parameters with a schema only.
+USER_IDS_PARAMETER: Schema = {
+    "name": "user_ids",
+    "in": "query",
+    "required": False,
+    "description": f"JSON-encoded: a list of at most {MAX_USER_IDS} user ids. Only these users "
+    "are listed; ids of users the listing leaves out match no one.",
+    "content": {
+        "application/json": {
+            "schema": {"type": "array", "items": {"type": "integer"}, "maxItems": MAX_USER_IDS}
+        }
+    },
+}
+
+
 HEARTBEAT_EVENT = _object(
     {"type": {"type": "string", "enum": ["heartbeat"]}, "id": {"type": "integer"}},
     ("type", "id"),
@@ -416,15 +515,32 @@ def _events_operations() -> Schema:
     }
 
 
+def _encode_default(schema: Schema, description: str) -> None:
+    """The default of a JSON-encoded value as sent on the wire (``"false"``; drf-spectacular
+    renders the Python value)."""
+    encoded = description.startswith("JSON-encoded")
+    if encoded and "default" in schema and not isinstance(schema["default"], str):
+        schema["default"] = json.dumps(schema["default"])
+
+
 def postprocess_schema(result: Schema, generator: Any, **kwargs: Any) -> Schema:
     """drf-spectacular postprocessing hook: adds ``GET``/``DELETE events`` where the app's URLs
-    are mounted, and writes the defaults of JSON-encoded parameters as sent on the wire
-    (``"false"``; drf-spectacular renders the Python value)."""
-    path = reverse("django_presence:events")
-    result.setdefault("paths", {})[path] = _events_operations()
+    are mounted and the ``user_ids`` parameter of ``GET directory/members``, and writes the
+    defaults of JSON-encoded parameters as sent on the wire."""
+    paths = result.setdefault("paths", {})
+    paths[reverse("django_presence:events")] = _events_operations()
+    # Absent when the host's own hooks leave the endpoint out.
+    directory = paths.get(reverse("django_presence:directory-members"), {}).get("get")
+    if directory is not None:
+        directory["parameters"] = sorted(
+            [*directory.get("parameters", []), USER_IDS_PARAMETER], key=lambda p: str(p["name"])
+        )
     for component in result.get("components", {}).get("schemas", {}).values():
         for field in component.get("properties", {}).values():
-            encoded = str(field.get("description", "")).startswith("JSON-encoded")
-            if encoded and "default" in field and not isinstance(field["default"], str):
-                field["default"] = json.dumps(field["default"])
+            _encode_default(field, str(field.get("description", "")))
+    for operations in paths.values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if "schema" in parameter:
+                    _encode_default(parameter["schema"], str(parameter.get("description", "")))
     return result

@@ -15,6 +15,11 @@ from .exceptions import ZulipError
 from .models import UserPresence
 
 
+def _is_json_type(value: Any, json_type: type) -> bool:
+    # bool is a subclass of int, and never an integer on the wire.
+    return isinstance(value, json_type) and not (json_type is int and isinstance(value, bool))
+
+
 class JsonField(serializers.Field):  # type: ignore[type-arg]
     """A JSON-encoded value of one Python type."""
 
@@ -28,10 +33,7 @@ class JsonField(serializers.Field):  # type: ignore[type-arg]
             raise serializers.ValidationError(
                 f"{self.field_name} is not valid JSON", code="invalid"
             ) from None
-        # bool is a subclass of int, and never an integer on the wire.
-        if not isinstance(value, self.json_type) or (
-            self.json_type is int and isinstance(value, bool)
-        ):
+        if not _is_json_type(value, self.json_type):
             raise serializers.ValidationError(
                 f"{self.field_name} is not {self.type_name}", code="invalid"
             )
@@ -49,6 +51,36 @@ class JsonBooleanField(JsonField):
 class JsonIntegerField(JsonField):
     json_type = int
     type_name = "an integer"
+
+
+class JsonListField(JsonField):
+    """A JSON list; with ``item_type``, of that type only, as Zulip checks lists
+    (``user_ids[1] is not an integer``)."""
+
+    json_type = list
+    type_name = "a list"
+    item_type: ClassVar[type | None] = None
+    item_type_name: ClassVar[str] = ""
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        value: list[Any] = super().to_internal_value(data)
+        if self.item_type is not None:
+            for index, item in enumerate(value):
+                if not _is_json_type(item, self.item_type):
+                    raise serializers.ValidationError(
+                        f"{self.field_name}[{index}] is not {self.item_type_name}", code="invalid"
+                    )
+        return value
+
+
+class JsonStringListField(JsonListField):
+    item_type = str
+    item_type_name = "a string"
+
+
+class JsonIntegerListField(JsonListField):
+    item_type = int
+    item_type_name = "an integer"
 
 
 class RawStringField(serializers.CharField):

@@ -26,8 +26,8 @@ def free_port() -> int:
 
 
 def example_env(db_path: Path, **extra: str) -> dict[str, str]:
-    """The environment of an example-project process: its own SQLite file, and none of the
-    test run's Django, example or Zulip variables."""
+    """The environment of an example-project process: its own SQLite file, DEBUG off, and none
+    of the test run's Django, example or Zulip variables; ``extra`` adds or overrides."""
     env = {
         name: value
         for name, value in os.environ.items()
@@ -39,8 +39,8 @@ def example_env(db_path: Path, **extra: str) -> dict[str, str]:
         EXAMPLE_DEBUG="0",
         # The app from this checkout, installed or not.
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-        **extra,
     )
+    env.update(extra)
     return env
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from django_presence import actions
-from django_presence.models import RealmMember
+from django_presence.models import PresenceSequence, RealmMember
 
 from .api_utils import assert_error, frozen_now, now_seconds, success, ts
 from .factories import MemberFactory
@@ -57,7 +60,8 @@ def listing(client: Any, now: Any, **params: Any) -> dict[str, Any]:
 @pytest.fixture
 def team(make_member, realm, viewer, now):
     """One member per status (by name: Ada active, Bo idle, Cy offline, Di never, Ed invisible
-    and a guest), plus members the listing leaves out."""
+    and a guest), plus members the listing leaves out: a bot, a deactivated member and another
+    realm's member (bot, gone, outsider)."""
     members = {
         "ada": make_member(user__first_name="Ada", user__last_name="Lovelace"),
         "bo": make_member(user__first_name="Bo", user__last_name="Diddley"),
@@ -73,11 +77,12 @@ def team(make_member, realm, viewer, now):
     report(members["ed"], "active", now - timedelta(seconds=30))
     actions.do_set_presence_enabled(members["ed"], False, log_time=now)
     members["ed"].refresh_from_db()
-    bot = make_member(user__first_name="Aaron", is_bot=True)
-    report(bot, "active", now)
-    gone = make_member(user__first_name="Abe")
-    actions.do_deactivate_member(gone)
-    MemberFactory(user__first_name="Al")  # another realm
+    members["bot"] = make_member(user__first_name="Aaron", is_bot=True)
+    report(members["bot"], "active", now)
+    members["gone"] = make_member(user__first_name="Abe")
+    actions.do_deactivate_member(members["gone"])
+    members["outsider"] = MemberFactory(user__first_name="Al")  # another realm
+    report(members["outsider"], "active", now)
     return members
 
 
@@ -122,8 +127,72 @@ def test_lists_the_realms_active_human_members_with_their_status(client, team, v
         "count": 8,
         "page": 1,
         "page_size": 50,
+        "server_timestamp": now.timestamp(),
+        "server_presence_offline_threshold_seconds": 200,
+        "presence_last_update_id": PresenceSequence.objects.get(realm=viewer.realm).last_update_id,
         "members": expected_entries(team, viewer, now),
     }
+
+
+def test_reports_after_the_listing_come_with_its_last_update_id(client, team, viewer, now):
+    # The update id of the listing's read: POST users/me/presence with it returns exactly the
+    # presence written since (here the viewer's own report, and Bo's).
+    last_update_id = listing(client, now)["presence_last_update_id"]
+    report(team["bo"], "active", now + timedelta(seconds=1))
+    response = client.post(
+        "/api/v1/users/me/presence", {"status": "active", "last_update_id": last_update_id}
+    )
+    body = success(response)
+    assert set(body["presences"]) == {str(team["bo"].user_id), str(viewer.user_id)}
+    assert body["presence_last_update_id"] > last_update_id
+
+
+def test_a_realm_without_presence_writes_lists_update_id_zero(client, viewer):
+    PresenceSequence.objects.filter(realm=viewer.realm).delete()
+    assert success(client.get(URL))["presence_last_update_id"] == 0
+
+
+def test_the_server_clock_and_threshold_come_with_the_statuses(client, team):
+    before = time.time()
+    body = success(client.get(URL))
+    assert isinstance(body["server_timestamp"], float)
+    assert before <= body["server_timestamp"] <= time.time()
+    assert body["server_presence_offline_threshold_seconds"] == 200
+
+
+def test_the_threshold_is_the_setting(client, team, now):
+    # Cy's last report was 30 minutes ago: offline at 200 s, active at an hour.
+    with override_settings(PRESENCE_OFFLINE_THRESHOLD_SECS=3600):
+        body = listing(client, now, user_ids=json.dumps([team["cy"].user_id]))
+    assert body["server_presence_offline_threshold_seconds"] == 3600
+    assert [m["status"] for m in body["members"]] == ["active"]
+
+
+def test_a_client_recomputes_the_servers_statuses_from_the_response(client, team, now):
+    body = listing(client, now)
+    server_now = body["server_timestamp"]
+    threshold = body["server_presence_offline_threshold_seconds"]
+
+    def status(member: dict[str, Any]) -> str:
+        # The rule docs/directory.md gives clients.
+        active, idle = member["active_timestamp"], member["idle_timestamp"]
+        if active is None and idle is None:
+            return "never"
+        if active is not None and server_now - active < threshold:
+            return "active"
+        if idle is not None and server_now - idle < threshold:
+            return "idle"
+        return "offline"
+
+    assert [status(m) for m in body["members"]] == [m["status"] for m in body["members"]]
+
+
+@pytest.mark.parametrize("age", [199, 200])
+def test_the_status_boundary_is_strict(client, make_member, now, age):
+    member = make_member()
+    report(member, "active", now - timedelta(seconds=age))
+    body = listing(client, now, user_ids=json.dumps([member.user_id]))
+    assert body["members"][0]["status"] == ("active" if age < 200 else "offline")
 
 
 def test_an_invisible_member_shows_as_their_backdated_row_makes_them(client, team, now):
@@ -194,10 +263,80 @@ def test_pages(client, team, viewer, now):
         ({"page_size": "0"}, "page_size must be between 1 and 200"),
         ({"page_size": "201"}, "page_size must be between 1 and 200"),
         ({"page_size": "true"}, "page_size is not an integer"),
+        ({"user_ids": '[1,"a"]'}, "user_ids[1] is not an integer"),
+        ({"user_ids": "[true]"}, "user_ids[0] is not an integer"),
+        ({"user_ids": "[1.5]"}, "user_ids[0] is not an integer"),
+        ({"user_ids": "[null]"}, "user_ids[0] is not an integer"),
+        ({"user_ids": "{}"}, "user_ids is not a list"),
+        ({"user_ids": "1"}, "user_ids is not a list"),
+        ({"user_ids": '"1,2"'}, "user_ids is not a list"),
+        ({"user_ids": "["}, "user_ids is not valid JSON"),
+        ({"user_ids": "1,2"}, "user_ids is not valid JSON"),
+        ({"user_ids": ""}, "user_ids is not valid JSON"),
+        (
+            {"user_ids": json.dumps(list(range(201)))},
+            "Invalid user_ids: at most 200 ids are allowed",
+        ),
     ],
 )
 def test_bad_values_get_zulips_error(client, params, msg):
     assert_error(client.get(URL, params), msg)
+
+
+def test_user_ids_lists_only_those_members_in_the_listings_order(client, team, now):
+    ids = [team[name].user_id for name in ("cy", "ada", "cy", "guest")]
+    body = listing(client, now, user_ids=json.dumps(ids))
+    assert [m["user_id"] for m in body["members"]] == [
+        team[name].user_id for name in ("ada", "cy", "guest")
+    ]
+    assert body["count"] == 3
+    assert listing(client, now, user_ids="[]")["count"] == 0
+
+
+def test_user_ids_combine_with_the_filters_and_pages(client, team, now):
+    ids = json.dumps([team[name].user_id for name in ("ada", "bo", "cy", "ed", "guest")])
+    offline = listing(client, now, user_ids=ids, status="offline")
+    assert [m["user_id"] for m in offline["members"]] == [team["cy"].user_id, team["ed"].user_id]
+    searched = listing(client, now, user_ids=ids, search="DIDDLEY", role="400")
+    assert [m["user_id"] for m in searched["members"]] == [team["bo"].user_id]
+    second = listing(client, now, user_ids=ids, page="2", page_size="2")
+    assert second["count"] == 5
+    assert [m["user_id"] for m in second["members"]] == [team["cy"].user_id, team["ed"].user_id]
+
+
+def test_user_ids_the_listing_leaves_out_are_not_returned(client, team, now):
+    left_out = [team[name].user_id for name in ("bot", "gone", "outsider")]
+    body = listing(client, now, user_ids=json.dumps([*left_out, 999_999, team["ada"].user_id]))
+    assert [m["user_id"] for m in body["members"]] == [team["ada"].user_id]
+    assert body["count"] == 1
+
+
+def test_user_ids_a_guest_may_not_access_are_not_returned(
+    settings, api_client_for, team, viewer, now
+):
+    settings.PRESENCE_LIMIT_TO_ACCESSIBLE_USERS = True
+    ids = json.dumps([team["ada"].user_id, viewer.user_id, team["guest"].user_id])
+    body = listing(api_client_for(team["guest"]), now, user_ids=ids)
+    assert [m["user_id"] for m in body["members"]] == [team["guest"].user_id]
+
+
+def test_user_ids_of_any_size_are_not_errors(client, team, now):
+    # Beyond 64 bits SQLite cannot compare them: they match no one.
+    ids = [-1, 0, 2**31, 2**63 - 1, 2**63, 2**70, -(2**70), team["ada"].user_id]
+    body = listing(client, now, user_ids=json.dumps(ids))
+    assert [m["user_id"] for m in body["members"]] == [team["ada"].user_id]
+
+
+def test_200_user_ids_are_allowed(client, team, now):
+    ids = [*range(-199, 0), team["di"].user_id]
+    body = listing(client, now, user_ids=json.dumps(ids))
+    assert [m["user_id"] for m in body["members"]] == [team["di"].user_id]
+
+
+@pytest.mark.parametrize("page", [2**62, 2**63, 2**70])
+def test_a_page_far_past_the_end_is_empty(client, team, now, page):
+    body = listing(client, now, page=str(page), page_size="200")
+    assert (body["count"], body["page"], body["members"]) == (8, page, [])
 
 
 def test_unknown_parameters_are_reported_as_ignored(client, viewer, now):
@@ -246,15 +385,27 @@ def test_needs_authentication_and_only_allows_get(client):
     assert_error(client.post(URL), "Method Not Allowed", status=405, allowed_methods=["GET"])
 
 
-@pytest.mark.parametrize("filters", [{}, {"status": "active", "search": "user", "role": "400"}])
+@pytest.mark.parametrize(
+    ("filters", "by_user_ids"),
+    [
+        ({}, False),
+        ({"status": "active", "search": "user", "role": "400"}, False),
+        ({"status": "active", "search": "user", "role": "400"}, True),
+    ],
+)
 def test_constant_query_count_at_two_realm_sizes(
-    client, make_member, now, django_assert_num_queries, filters
+    client, make_member, now, django_assert_num_queries, filters, by_user_ids
 ):
     # API-key authentication (the key with its member, realm, sequence and presence row
     # in one query), the count and the page.
     for size in (3, 30):
         while RealmMember.objects.count() < size:
             report(make_member(), "active", now)
+        params = dict(filters)
+        if by_user_ids:
+            # Every member's id, and one no member has.
+            ids = list(RealmMember.objects.values_list("user_id", flat=True))
+            params["user_ids"] = json.dumps([*ids, 999_999])
         with django_assert_num_queries(3):
-            body = listing(client, now, page_size="200", **filters)
+            body = listing(client, now, page_size="200", **params)
         assert body["count"] == (size - 1 if filters else size)

@@ -36,6 +36,7 @@ OPERATIONS = {
     "/api/v1/users/{user_id_or_email}/presence": {"get": "get-user-presence"},
     "/api/v1/users/me/presence": {"post": "update-presence"},
     "/api/v1/events": {"get": "get-events", "delete": "delete-queue"},
+    "/api/v1/directory/members": {"get": "get-directory-members"},
 }
 
 
@@ -128,6 +129,46 @@ def test_schema_events_operations(schema):
     assert event_types == [["heartbeat"], ["presence"]]
     delete = schema["paths"]["/api/v1/events"]["delete"]
     assert [p["name"] for p in delete["parameters"]] == ["queue_id"]
+
+
+def test_schema_directory_operation(schema):
+    get = schema["paths"]["/api/v1/directory/members"]["get"]
+    assert get["description"].startswith("An extension outside Zulip's API.")
+    parameters = {p["name"]: p for p in get["parameters"]}
+    assert list(parameters) == ["page", "page_size", "role", "search", "status", "user_ids"]
+    assert parameters["page_size"]["schema"] == {
+        "type": "string",
+        "pattern": "^-?[0-9]+$",
+        "default": "50",
+    }
+    assert parameters["status"]["schema"]["enum"] == ["active", "idle", "offline", "never"]
+    assert parameters["role"]["schema"]["enum"] == ["100", "200", "300", "400", "600"]
+    # A JSON-encoded list, as Zulip's OpenAPI describes one.
+    assert parameters["user_ids"]["content"] == {
+        "application/json": {
+            "schema": {"type": "array", "items": {"type": "integer"}, "maxItems": 200}
+        }
+    }
+    success = get["responses"]["200"]["content"]["application/json"]["schema"]
+    assert success["required"] == [
+        "result",
+        "msg",
+        "count",
+        "page",
+        "page_size",
+        "server_timestamp",
+        "server_presence_offline_threshold_seconds",
+        "presence_last_update_id",
+        "members",
+    ]
+    assert success["properties"]["server_timestamp"]["type"] == "number"
+    member = success["properties"]["members"]["items"]
+    assert member["properties"]["status"]["enum"] == ["active", "idle", "offline", "never"]
+    assert member["properties"]["active_timestamp"] == {
+        "type": "integer",
+        "description": "UNIX time, in seconds.",
+        "nullable": True,
+    }
 
 
 @pytest.fixture(scope="module")

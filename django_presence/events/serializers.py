@@ -10,27 +10,13 @@ from django_presence.serializers import (
     JsonBooleanField,
     JsonField,
     JsonIntegerField,
+    JsonListField,
+    JsonStringListField,
     RawStringField,
     ZulipParamsSerializer,
 )
 
 from .queues import FETCHABLE_EVENT_TYPES, SUBSCRIBABLE_EVENT_TYPES
-
-
-class JsonListField(JsonField):
-    json_type = list
-    type_name = "a list"
-
-
-class JsonStringListField(JsonListField):
-    def to_internal_value(self, data: Any) -> list[str]:
-        value: list[Any] = super().to_internal_value(data)
-        for index, item in enumerate(value):
-            if not isinstance(item, str):
-                raise serializers.ValidationError(
-                    f"{self.field_name}[{index}] is not a string", code="invalid"
-                )
-        return value
 
 
 class JsonBooleanDictField(JsonField):

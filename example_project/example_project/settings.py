@@ -3,9 +3,11 @@
 Made for local use only (fixed secret key, loopback hosts). Environment variables:
 EXAMPLE_DB_PATH (the SQLite file), EXAMPLE_DEBUG ("0" turns DEBUG off),
 EXAMPLE_PRESENCE_API_RATE (the presence API's per-user rate limit, e.g. "3/min"),
-EXAMPLE_EVENT_REDIS_URL and EXAMPLE_EVENT_REDIS_KEY_PREFIX (event queues in Redis) and
-EXAMPLE_USER_LIMIT_FOR_EVENTS (PRESENCE_USER_LIMIT_FOR_EVENTS), and EXAMPLE_PG_NAME (a
-PostgreSQL database instead of the SQLite file; see docs/example-project.md).
+EXAMPLE_EVENT_REDIS_URL and EXAMPLE_EVENT_REDIS_KEY_PREFIX (event queues in Redis),
+EXAMPLE_USER_LIMIT_FOR_EVENTS, EXAMPLE_PRESENCE_OFFLINE_THRESHOLD_SECS,
+EXAMPLE_PRESENCE_PING_INTERVAL_SECS and EXAMPLE_PRESENCE_UPDATE_MIN_FREQ_SECONDS (the PRESENCE_*
+settings of the same names), and EXAMPLE_PG_NAME (a PostgreSQL database instead of the SQLite
+file; see docs/example-project.md).
 """
 
 from __future__ import annotations
@@ -129,3 +131,11 @@ if "EXAMPLE_EVENT_REDIS_URL" in os.environ:
     PRESENCE_EVENT_REDIS_KEY_PREFIX = os.environ.get("EXAMPLE_EVENT_REDIS_KEY_PREFIX", "example")
 if "EXAMPLE_USER_LIMIT_FOR_EVENTS" in os.environ:
     PRESENCE_USER_LIMIT_FOR_EVENTS = int(os.environ["EXAMPLE_USER_LIMIT_FOR_EVENTS"])
+# Presence timing in seconds (docs/configuration.md); the browser test makes presence change
+# within seconds instead of minutes.
+if "EXAMPLE_PRESENCE_OFFLINE_THRESHOLD_SECS" in os.environ:
+    PRESENCE_OFFLINE_THRESHOLD_SECS = int(os.environ["EXAMPLE_PRESENCE_OFFLINE_THRESHOLD_SECS"])
+if "EXAMPLE_PRESENCE_PING_INTERVAL_SECS" in os.environ:
+    PRESENCE_PING_INTERVAL_SECS = int(os.environ["EXAMPLE_PRESENCE_PING_INTERVAL_SECS"])
+if "EXAMPLE_PRESENCE_UPDATE_MIN_FREQ_SECONDS" in os.environ:
+    PRESENCE_UPDATE_MIN_FREQ_SECONDS = int(os.environ["EXAMPLE_PRESENCE_UPDATE_MIN_FREQ_SECONDS"])

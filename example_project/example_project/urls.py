@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -23,3 +24,6 @@ urlpatterns = [
         name="swagger-ui",
     ),
 ]
+# runserver serves static files itself when DEBUG is on; this does it under an ASGI server
+# (uvicorn) too, and adds nothing when DEBUG is off.
+urlpatterns += staticfiles_urlpatterns()

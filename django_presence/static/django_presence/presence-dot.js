@@ -1,39 +1,85 @@
 /*
  * Presence dots for any page of the host site, with no dependency (docs/directory.md).
  *
- *   <span data-user-id="10"></span>
+ *   <span data-user-id="10"></span>                     a dot
+ *   <span data-user-id="10" data-presence-text></span>  its words: "active now", "idle", ...
  *   <script src="{% static 'django_presence/presence-dot.js' %}"
  *           data-api-base="/api/v1/"></script>
  *
- * With data-api-base on its script tag, the script renders every element with a data-user-id
- * once the page has loaded; PresenceDot.render({apiBase, root}) renders again (after live
- * updates, say) and returns a promise of the members it read. It reads GET directory/members
- * with the site's session, page by page (200 members a page, at most MAX_PAGES pages), until it
- * has every user it was asked for. Each element gets the same class, role, aria-label and title
- * as the {% presence_dot %} template tag renders; a user the listing does not return (a bot, a
- * deactivated or inaccessible user) gets "offline".
+ * The script reads GET directory/members with the site's session, asking for the users of the
+ * page's elements by id (user_ids, 200 a request), and keeps each user's two timestamps. Status
+ * follows from them and the server's clock, as the server decides it: so a timer can move a dot
+ * from active to idle to offline at the moment the server would, with no request. With
+ * data-api-base on its script tag, the script renders once the page has loaded, repaints every
+ * second and reads the listing again every data-refresh-seconds (60 by default).
+ *
+ * window.PresenceDot, for pages that do more (the example project's team directory):
+ *   render({apiBase, root})  read the listing for root's elements, then paint them; a promise
+ *                            of {user_id: member} for the users the listing returned
+ *   learn(body)              take in a directory/members response (members and server clock)
+ *   applyPresences(presences)  take in Zulip's modern presences, {user_id: {active_timestamp,
+ *                            idle_timestamp}} (POST users/me/presence with last_update_id);
+ *                            returns the ids of the users it changed
+ *   applyEvent(event)        the same for a presence event of a queue registered with
+ *                            client_capabilities {"simplified_presence_events": true}
+ *   paint(root)              repaint root's elements from what is known, at the server's now
+ *   currentStatus(userId)    "active", "idle", "offline" or "never" at the server's now
+ *   statusOf(member, now, threshold), dotFor(member, now, threshold), serverNow()
+ *
+ * Each dot gets the same class, role, aria-label and title as the {% presence_dot %} template
+ * tag renders; a user the listing does not return (a bot, a deactivated or inaccessible user)
+ * is "offline".
  */
 (function () {
   "use strict";
 
-  var PAGE_SIZE = 200;
-  var MAX_PAGES = 50;
+  var BATCH_SIZE = 200; // the listing's largest page and its largest user_ids list
   var LAST_SEEN_MINUTES = 60;
+  var DEFAULT_THRESHOLD_SECONDS = 200; // PRESENCE_OFFLINE_THRESHOLD_SECS's default
+  var DEFAULT_REFRESH_SECONDS = 60;
   var STATUSES = ["active", "idle", "offline"];
 
-  function dotFor(member, nowSeconds) {
-    if (!member || member.status === "never") {
-      return { status: "offline", title: "offline" };
+  // user id (a string) -> a listing's member {user_id, active_timestamp, idle_timestamp, ...},
+  // plus knownAt: the server time its timestamps were read at
+  var members = {};
+  var clockOffsetSeconds = 0; // the server's clock minus this browser's
+  var thresholdSeconds = DEFAULT_THRESHOLD_SECONDS;
+
+  function serverNow() {
+    return Date.now() / 1000 + clockOffsetSeconds;
+  }
+
+  function isRecent(timestamp, now, threshold) {
+    return timestamp !== null && timestamp !== undefined && now - timestamp < threshold;
+  }
+
+  // The server's rule (queries.presence_status): active if the last active report is younger
+  // than the offline threshold, else idle if the last connection is, else offline; "never"
+  // without any report.
+  function statusOf(member, now, threshold) {
+    if (!member || (member.active_timestamp == null && member.idle_timestamp == null)) {
+      return "never";
     }
-    if (member.status === "active") {
+    if (isRecent(member.active_timestamp, now, threshold)) {
+      return "active";
+    }
+    return isRecent(member.idle_timestamp, now, threshold) ? "idle" : "offline";
+  }
+
+  function dotFor(member, now, threshold) {
+    var status = statusOf(member, now, threshold);
+    if (status === "active") {
       return { status: "active", title: "active now" };
     }
-    if (member.status === "idle") {
+    if (status === "idle") {
       return { status: "idle", title: "idle" };
     }
+    if (status === "never") {
+      return { status: "offline", title: "offline" };
+    }
     var seen = Math.max(member.active_timestamp || 0, member.idle_timestamp || 0);
-    var minutes = Math.floor((nowSeconds - seen) / 60);
-    if (!seen || minutes >= LAST_SEEN_MINUTES) {
+    var minutes = Math.floor((now - seen) / 60);
+    if (minutes >= LAST_SEEN_MINUTES) {
       return { status: "offline", title: "offline" };
     }
     minutes = Math.max(minutes, 1);
@@ -43,9 +89,17 @@
     };
   }
 
-  function paint(element, dot) {
+  function paintElement(element, dot) {
+    if (element.hasAttribute("data-presence-text")) {
+      if (element.textContent !== dot.title) {
+        element.textContent = dot.title;
+      }
+      return;
+    }
     STATUSES.forEach(function (status) {
-      element.classList.remove("presence-dot--" + status);
+      if (status !== dot.status) {
+        element.classList.remove("presence-dot--" + status);
+      }
     });
     element.classList.add("presence-dot", "presence-dot--" + dot.status);
     element.setAttribute("role", "img");
@@ -53,9 +107,65 @@
     element.setAttribute("title", dot.title);
   }
 
-  function fetchPage(apiBase, page) {
-    var url = apiBase.replace(/\/?$/, "/") + "directory/members?page=" + page +
-      "&page_size=" + PAGE_SIZE;
+  function elementsOf(root) {
+    return Array.prototype.slice.call((root || document).querySelectorAll("[data-user-id]"));
+  }
+
+  function currentStatus(userId) {
+    return statusOf(members[String(userId)], serverNow(), thresholdSeconds);
+  }
+
+  function paint(root) {
+    var now = serverNow();
+    elementsOf(root).forEach(function (element) {
+      var member = members[element.getAttribute("data-user-id")];
+      paintElement(element, dotFor(member, now, thresholdSeconds));
+    });
+  }
+
+  function learn(body) {
+    if (typeof body.server_timestamp === "number") {
+      clockOffsetSeconds = body.server_timestamp - Date.now() / 1000;
+    }
+    if (typeof body.server_presence_offline_threshold_seconds === "number") {
+      thresholdSeconds = body.server_presence_offline_threshold_seconds;
+    }
+    var readAt = typeof body.server_timestamp === "number" ? body.server_timestamp : serverNow();
+    body.members.forEach(function (member) {
+      var known = members[String(member.user_id)];
+      // An event applied after the server read this listing is newer than the listing.
+      if (known && known.knownAt > readAt) {
+        member.active_timestamp = known.active_timestamp;
+        member.idle_timestamp = known.idle_timestamp;
+        member.knownAt = known.knownAt;
+      } else {
+        member.knownAt = readAt;
+      }
+      members[String(member.user_id)] = member;
+    });
+  }
+
+  function applyPresences(presences) {
+    var now = serverNow();
+    return Object.keys(presences).map(function (userId) {
+      var presence = presences[userId];
+      var member = members[userId] || { user_id: Number(userId) };
+      // Overwrite, never keep the newer: invisible mode moves the timestamps back.
+      member.active_timestamp = presence.active_timestamp;
+      member.idle_timestamp = presence.idle_timestamp;
+      member.knownAt = now;
+      members[userId] = member;
+      return Number(userId);
+    });
+  }
+
+  function applyEvent(event) {
+    return event.type === "presence" && event.presences ? applyPresences(event.presences) : [];
+  }
+
+  function fetchMembers(apiBase, userIds) {
+    var url = apiBase.replace(/\/?$/, "/") + "directory/members?page_size=" + BATCH_SIZE +
+      "&user_ids=" + encodeURIComponent(JSON.stringify(userIds));
     return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
         return response.json().then(function (body) {
@@ -67,51 +177,58 @@
       });
   }
 
-  function readMembers(apiBase, wanted) {
-    var found = {};
-    var missing = Object.keys(wanted).length;
-
-    function read(page) {
-      return fetchPage(apiBase, page).then(function (body) {
-        body.members.forEach(function (member) {
-          if (wanted[member.user_id] && !found[member.user_id]) {
-            found[member.user_id] = member;
-            missing -= 1;
-          }
-        });
-        var more = page * PAGE_SIZE < body.count;
-        return missing > 0 && more && page < MAX_PAGES ? read(page + 1) : found;
-      });
-    }
-
-    return missing > 0 ? read(1) : Promise.resolve(found);
-  }
-
   function render(options) {
     var root = options.root || document;
-    var elements = Array.prototype.slice.call(root.querySelectorAll("[data-user-id]"));
-    var wanted = {};
-    elements.forEach(function (element) {
-      wanted[element.getAttribute("data-user-id")] = true;
+    var ids = [];
+    elementsOf(root).forEach(function (element) {
+      var id = Number(element.getAttribute("data-user-id"));
+      if (Number.isInteger(id) && id > 0 && ids.indexOf(id) === -1) {
+        ids.push(id);
+      }
     });
-    return readMembers(options.apiBase, wanted).then(function (found) {
-      var nowSeconds = Date.now() / 1000;
-      elements.forEach(function (element) {
-        paint(element, dotFor(found[element.getAttribute("data-user-id")], nowSeconds));
+    var batches = [];
+    for (var start = 0; start < ids.length; start += BATCH_SIZE) {
+      batches.push(fetchMembers(options.apiBase, ids.slice(start, start + BATCH_SIZE)));
+    }
+    return Promise.all(batches).then(function (bodies) {
+      var found = {};
+      bodies.forEach(function (body) {
+        learn(body);
+        body.members.forEach(function (member) {
+          found[member.user_id] = member;
+        });
       });
+      paint(root);
       return found;
     });
   }
 
-  window.PresenceDot = { render: render, dotFor: dotFor };
+  window.PresenceDot = {
+    render: render,
+    learn: learn,
+    applyPresences: applyPresences,
+    applyEvent: applyEvent,
+    paint: paint,
+    currentStatus: currentStatus,
+    statusOf: statusOf,
+    dotFor: dotFor,
+    serverNow: serverNow,
+  };
 
   var script = document.currentScript;
   var apiBase = script && script.getAttribute("data-api-base");
   if (apiBase) {
-    var start = function () {
+    var refreshSeconds =
+      Number(script.getAttribute("data-refresh-seconds")) || DEFAULT_REFRESH_SECONDS;
+    var refresh = function () {
       render({ apiBase: apiBase }).catch(function (error) {
         console.error(error);
       });
+    };
+    var start = function () {
+      refresh();
+      setInterval(paint, 1000);
+      setInterval(refresh, refreshSeconds * 1000);
     };
     if (document.readyState === "loading") {
       document.addEventListener("DOMContentLoaded", start);
