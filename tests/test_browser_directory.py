@@ -22,8 +22,10 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 import requests
@@ -64,9 +66,9 @@ SEEDED_HUMANS = {
     f"{name}@example.com" for name in ("admin", "alice", "bob", "carol", "dave", "gina")
 }
 
-# The rows of the directory table: email -> (the dot's status class, the status words).
+# The rows shown in the directory table: email -> (the dot's status class, the status words).
 ROWS_SCRIPT = """() => Object.fromEntries(
-  Array.from(document.querySelectorAll("#members tr[data-member]")).map((row) => [
+  Array.from(document.querySelectorAll("#members tr[data-member]:not([hidden])")).map((row) => [
     row.dataset.member,
     [row.querySelector(".presence-dot").className.match(/presence-dot--(\\w+)/)[1],
      row.querySelector("[data-presence-text]").textContent],
@@ -174,8 +176,21 @@ class DirectoryPage:
         self.page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
-def open_directory(browser: Any, url: str) -> DirectoryPage:
-    context = browser.new_context(viewport={"width": 900, "height": 700})
+@pytest.fixture
+def new_context(browser: Any) -> Iterator[Callable[[], Any]]:
+    """Opens browser contexts (a cookie jar each), closed after the test."""
+    contexts: list[Any] = []
+
+    def open_context() -> Any:
+        contexts.append(browser.new_context(viewport={"width": 900, "height": 700}))
+        return contexts[-1]
+
+    yield open_context
+    for context in contexts:
+        context.close()
+
+
+def open_directory(context: Any, url: str) -> DirectoryPage:
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     directory = DirectoryPage(page)
@@ -218,9 +233,11 @@ class Watch:
             self.seen_at[name] = time.time()
 
 
-def test_the_directory_lists_members_and_follows_presence_live(browser: Any, site: Site) -> None:
-    everyone = open_directory(browser, site.url)
-    only_active = open_directory(browser, site.url)
+def test_the_directory_lists_members_and_follows_presence_live(
+    new_context: Callable[[], Any], site: Site
+) -> None:
+    everyone = open_directory(new_context(), site.url)
+    only_active = open_directory(new_context(), site.url)
     only_active.filter_status("active")
 
     # The list: every human member of the realm, the viewer (admin) active.
@@ -299,6 +316,49 @@ def test_the_directory_lists_members_and_follows_presence_live(browser: Any, sit
     assert all(-LIVE_WITHIN_SECS <= seconds <= LIVE_WITHIN_SECS for seconds in by_time.values()), (
         by_time
     )
+
+
+def test_the_page_reports_its_viewers_presence_as_zulips_web_app_does(
+    new_context: Callable[[], Any], site: Site
+) -> None:
+    # The page's clock is Playwright's: time moves only when the test moves it, and each move
+    # fires the page's ping timer once (its interval is the server's, 1 s here).
+    context = new_context()
+    context.clock.install()
+    directory = open_directory(context, site.url)
+    page = directory.page
+    page_now = datetime.fromtimestamp(page.evaluate("Date.now()") / 1000, tz=UTC)
+    page.clock.pause_at(page_now + timedelta(milliseconds=100))
+
+    def next_report(forward: int | str) -> dict[str, str]:
+        with page.expect_request(
+            lambda request: (
+                request.method == "POST" and request.url.endswith("/api/v1/users/me/presence")
+            )
+        ) as request:
+            page.clock.fast_forward(forward)
+        return {name: values[0] for name, values in parse_qs(request.value.post_data).items()}
+
+    # No input since the report made on opening the page (which counted as input).
+    first = next_report(1000)
+    assert (first["status"], first["new_user_input"]) == ("active", "false")
+    # The page continues Zulip's incremental presence from the listing's update id.
+    assert int(first["last_update_id"]) >= 0
+    # Five minutes without input: idle, and still no input.
+    after_five_minutes = next_report("05:00")
+    assert (after_five_minutes["status"], after_five_minutes["new_user_input"]) == (
+        "idle",
+        "false",
+    )
+    # Input makes the next report active, with new_user_input once.
+    page.mouse.move(50, 50)
+    page.mouse.move(120, 90)
+    after_input = next_report(1000)
+    assert (after_input["status"], after_input["new_user_input"]) == ("active", "true")
+    later = next_report(1000)
+    assert (later["status"], later["new_user_input"]) == ("active", "false")
+    assert int(later["last_update_id"]) >= int(first["last_update_id"])
+    assert directory.errors == []
 
 
 def _user_ids(site: Site, names: tuple[str, ...]) -> list[int]:

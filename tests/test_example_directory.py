@@ -1,7 +1,7 @@
 """The example project's team directory page (/directory/), served by a real server process:
-the page, and the requests its script makes with the session (no browser here: the script's
-rendering is the presence-dot.js logic tested in test_presence_dot_js.py). SQLite run only, like
-the other example-project tests."""
+the page, and the requests its script makes with the session, without a browser
+(test_browser_directory.py runs the page in one). SQLite run only, like the other
+example-project tests."""
 
 from __future__ import annotations
 
@@ -77,44 +77,58 @@ def test_the_page_names_the_endpoints_its_script_uses(server: str) -> None:
 
 
 def test_the_scripts_requests_work_with_the_session(server: str) -> None:
+    """The page's requests, in its order, as a browser without the page would make them
+    (test_browser_directory.py runs the page itself)."""
     session = signed_in(server)
     csrf = {"X-CSRFToken": session.cookies["csrftoken"], "Referer": f"{server}/directory/"}
-    report = session.post(
-        f"{server}/api/v1/users/me/presence",
-        data={"status": "active", "new_user_input": "true", "ping_only": "true"},
-        headers=csrf,
-        timeout=TIMEOUT,
-    )
-    assert report.json() == {"result": "success", "msg": ""}
-
     listing = session.get(
         f"{server}/api/v1/directory/members",
-        params={"search": "admin@", "status": "active", "page": "1", "page_size": "20"},
+        params={"search": "admin@", "page": "1", "page_size": "20"},
         timeout=TIMEOUT,
     ).json()
     assert (listing["result"], listing["count"]) == ("success", 1)
     (admin,) = listing["members"]
-    assert (admin["email"], admin["full_name"], admin["role"], admin["status"]) == (
+    assert (admin["email"], admin["full_name"], admin["role"]) == (
         "admin@example.com",
         "admin@example.com",
         200,
-        "active",
     )
 
     queue = session.post(
         f"{server}/api/v1/register",
         data={
             "event_types": '["presence"]',
-            "fetch_event_types": "[]",
+            "fetch_event_types": '["realm"]',
             "client_capabilities": '{"simplified_presence_events": true}',
         },
         headers=csrf,
         timeout=TIMEOUT,
     ).json()
     assert (queue["result"], queue["last_event_id"]) == ("success", -1)
+    assert queue["server_presence_ping_interval_seconds"] == 60
+
+    # The first report continues from the listing: it brings the viewer's own new row.
+    report = session.post(
+        f"{server}/api/v1/users/me/presence",
+        data={
+            "status": "active",
+            "new_user_input": "true",
+            "last_update_id": str(listing["presence_last_update_id"]),
+        },
+        headers=csrf,
+        timeout=TIMEOUT,
+    ).json()
+    assert report["result"] == "success"
+    assert str(admin["user_id"]) in report["presences"]
+    assert report["presence_last_update_id"] > listing["presence_last_update_id"]
+
     events = session.get(
         f"{server}/api/v1/events",
         params={"queue_id": queue["queue_id"], "last_event_id": "-1", "dont_block": "true"},
         timeout=TIMEOUT,
     ).json()
-    assert events == {"result": "success", "msg": "", "events": []}
+    # The admin's first report: they came online.
+    assert events["result"] == "success"
+    assert [event["presences"] for event in events["events"]] == [
+        {str(admin["user_id"]): report["presences"][str(admin["user_id"])]}
+    ]
