@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
@@ -16,6 +17,14 @@ MANAGE = REPO / "example_project" / "manage.py"
 COMMAND_TIMEOUT_SECS = 120
 START_TIMEOUT_SECS = 30
 STOP_TIMEOUT_SECS = 10
+
+
+# The example project's processes use their own SQLite file whatever database the test run
+# uses, so the tests that start them run once, in the SQLite run.
+SQLITE_RUN_ONLY = pytest.mark.skipif(
+    os.environ.get("PRESENCE_TEST_DATABASE") == "postgres",
+    reason="the example project uses its own SQLite file; covered by the SQLite run",
+)
 
 
 def free_port() -> int:
@@ -57,6 +66,14 @@ def manage(db_path: Path, *args: str, **env: str) -> str:
     )
     assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stderr}"
     return result.stdout
+
+
+def seeded_example_db(directory: Path, url: str) -> Path:
+    """A migrated SQLite file in ``directory`` with seed_demo's realm (which prints ``url``)."""
+    db_path = directory / "example.sqlite3"
+    manage(db_path, "migrate", "--verbosity=0")
+    manage(db_path, "seed_demo", "--url", url)
+    return db_path
 
 
 def server_command(port: int, *, asgi: bool) -> list[str]:

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -31,15 +30,19 @@ import pytest
 import requests
 
 from .conftest import basic_auth
-from .e2e_server import REPO, ExampleServer, free_port, manage
+from .e2e_server import (
+    REPO,
+    SQLITE_RUN_ONLY,
+    ExampleServer,
+    free_port,
+    manage,
+    seeded_example_db,
+)
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.browser,
-    pytest.mark.skipif(
-        os.environ.get("PRESENCE_TEST_DATABASE") == "postgres",
-        reason="the example project uses its own SQLite file; covered by the SQLite run",
-    ),
+    SQLITE_RUN_ONLY,
 ]
 
 OFFLINE_THRESHOLD_SECS = 23  # the smallest Zulip's invariant allows with 1 s pings
@@ -134,11 +137,9 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     directory = tmp_path_factory.mktemp("browser-directory")
-    db_path: Path = directory / "example.sqlite3"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    manage(db_path, "migrate", "--verbosity=0")
-    manage(db_path, "seed_demo", "--url", url)
+    db_path = seeded_example_db(directory, url)
     api_keys = {
         email: manage(db_path, "presence_api_key", email).strip()
         for email in ("alice@example.com", "carol@example.com", "dave@example.com")

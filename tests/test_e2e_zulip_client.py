@@ -27,14 +27,11 @@ import requests
 import zulip
 
 from .api_utils import legacy_entry
-from .e2e_server import ExampleServer, free_port, manage
+from .e2e_server import SQLITE_RUN_ONLY, ExampleServer, free_port, manage
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        os.environ.get("PRESENCE_TEST_DATABASE") == "postgres",
-        reason="the example server uses its own SQLite file; covered by the SQLite run",
-    ),
+    SQLITE_RUN_ONLY,
 ]
 
 TIMEOUT = 10  # seconds, for every raw request

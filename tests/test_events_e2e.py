@@ -26,15 +26,12 @@ import zulip
 
 from bench import events_load
 
-from .e2e_server import ExampleServer, free_port, manage
+from .e2e_server import SQLITE_RUN_ONLY, ExampleServer, free_port, manage
 from .test_events_redis import REDIS_URL, redis_reachable
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        os.environ.get("PRESENCE_TEST_DATABASE") == "postgres",
-        reason="the example servers use their own SQLite file; covered by the SQLite run",
-    ),
+    SQLITE_RUN_ONLY,
 ]
 
 EVENT_WAIT_SECS = 20  # an event normally arrives within milliseconds

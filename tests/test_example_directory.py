@@ -5,20 +5,15 @@ example-project tests."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
-from .e2e_server import ExampleServer, free_port, manage
+from .e2e_server import SQLITE_RUN_ONLY, ExampleServer, free_port, seeded_example_db
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("PRESENCE_TEST_DATABASE") == "postgres",
-    reason="the example project uses its own SQLite file; covered by the SQLite run",
-)
+pytestmark = SQLITE_RUN_ONLY
 
 TIMEOUT = 10  # seconds, for every request
 
@@ -26,12 +21,9 @@ TIMEOUT = 10  # seconds, for every request
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     directory = tmp_path_factory.mktemp("directory-page")
-    db_path: Path = directory / "example.sqlite3"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    manage(db_path, "migrate", "--verbosity=0")
-    manage(db_path, "seed_demo", "--url", url)
-    example = ExampleServer(db_path, port, directory / "server.log")
+    example = ExampleServer(seeded_example_db(directory, url), port, directory / "server.log")
     yield url
     example.stop()
 

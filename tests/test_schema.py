@@ -8,7 +8,6 @@ other example-project tests.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +18,9 @@ import pytest
 import requests
 import yaml
 
-from .e2e_server import ExampleServer, free_port, manage
+from .e2e_server import SQLITE_RUN_ONLY, ExampleServer, free_port, manage
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("PRESENCE_TEST_DATABASE") == "postgres",
-    reason="the example project uses its own SQLite file; covered by the SQLite run",
-)
+pytestmark = SQLITE_RUN_ONLY
 
 TIMEOUT = 10  # seconds, for every request
 

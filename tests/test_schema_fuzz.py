@@ -9,7 +9,6 @@ user id, so "valid input is accepted" is not one of them.)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,16 +24,13 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from .conftest import basic_auth
-from .e2e_server import ExampleServer, free_port, manage
+from .e2e_server import SQLITE_RUN_ONLY, ExampleServer, free_port, manage, seeded_example_db
 from .test_schema import OPERATIONS
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.fuzz,
-    pytest.mark.skipif(
-        os.environ.get("PRESENCE_TEST_DATABASE") == "postgres",
-        reason="the example server uses its own SQLite file; covered by the SQLite run",
-    ),
+    SQLITE_RUN_ONLY,
 ]
 
 EXAMPLES_PER_OPERATION = 30
@@ -50,14 +46,13 @@ REQUEST_TIMEOUT = 10  # seconds
 @pytest.fixture(scope="module")
 def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ExampleServer, str]]:
     directory: Path = tmp_path_factory.mktemp("fuzz")
-    db_path = directory / "example.sqlite3"
-    manage(db_path, "migrate", "--verbosity=0")
-    manage(db_path, "seed_demo")
+    port = free_port()
+    db_path = seeded_example_db(directory, f"http://127.0.0.1:{port}")
     api_key = manage(db_path, "presence_api_key", "alice@example.com").strip()
     # A rate limit high enough that generated requests reach the views rather than a 429.
     example = ExampleServer(
         db_path,
-        free_port(),
+        port,
         directory / "server.log",
         EXAMPLE_PRESENCE_API_RATE="100000/min",
     )
