@@ -305,8 +305,10 @@ def test_the_directory_lists_members_and_follows_presence_live(
                 and all(rows[email][0] == status for email in rows if status)
             )
         )
-    everyone.page.fill("input[name=search]", "caro")
+    # Search: part of a name, any case.
+    everyone.page.fill("input[name=search]", "cHeN")
     everyone.wait_for_rows(lambda rows: set(rows) == {"carol@example.com"})
+    assert everyone.page.inner_text("#members tr[data-member] td") == "Carol Chen"
     everyone.screenshot("directory-search.png")
 
     for directory in (everyone, only_active):

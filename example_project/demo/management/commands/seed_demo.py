@@ -37,6 +37,8 @@ Role = RealmMember.Role
 @dataclass(frozen=True)
 class Person:
     username: str
+    first_name: str
+    last_name: str
     role: int = Role.MEMBER
     is_bot: bool = False
     # Presence reports to replay, as (age, status): an active report this long ago, etc.
@@ -50,22 +52,40 @@ class Person:
 
 NOW = timedelta(0)
 PEOPLE = (
-    Person("alice", reports=((NOW, "active"),), description="active now"),
+    Person("alice", "Alice", "Archer", reports=((NOW, "active"),), description="active now"),
     Person(
         "bob",
+        "Bob",
+        "Baker",
         # Active 20 minutes ago, still connected: the legacy format calls that "idle".
         reports=((timedelta(minutes=20), "active"), (NOW, "idle")),
         description=f'idle; shares the "{GUEST_GROUP}" group with gina',
     ),
-    Person("carol", reports=((timedelta(hours=2), "active"),), description="offline for 2 hours"),
-    Person("dave", reports=((timedelta(days=3), "active"),), description="offline for 3 days"),
+    Person(
+        "carol",
+        "Carol",
+        "Chen",
+        reports=((timedelta(hours=2), "active"),),
+        description="offline for 2 hours",
+    ),
+    Person(
+        "dave",
+        "Dave",
+        "Dossou",
+        reports=((timedelta(days=3), "active"),),
+        description="offline for 3 days",
+    ),
     Person(
         "gina",
+        "Gina",
+        "Greco",
         role=Role.GUEST,
         reports=((timedelta(seconds=30), "active"),),
         description=f'guest, active; sees only bob (the "{GUEST_GROUP}" group) and herself',
     ),
-    Person("presence-bot", is_bot=True, description="bot; bots have no presence"),
+    Person(
+        "presence-bot", "Presence", "Bot", is_bot=True, description="bot; bots have no presence"
+    ),
 )
 
 
@@ -94,6 +114,9 @@ class Command(BaseCommand):
         members: dict[str, RealmMember] = {}
         for person in PEOPLE:
             user = _ensure_user(person.username, person.email)
+            if (user.first_name, user.last_name) != (person.first_name, person.last_name):
+                user.first_name, user.last_name = person.first_name, person.last_name
+                user.save(update_fields=["first_name", "last_name"])
             members[person.username] = member = _ensure_member(
                 user, realm, role=person.role, is_bot=person.is_bot
             )
