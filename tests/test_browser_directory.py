@@ -8,6 +8,9 @@ comes online and then only reports "idle", dave comes online once and goes quiet
 against the issue's bound of 2 seconds: how long after a member's report the pages show them
 online (presence events), and how far from the moment the server's rule changes a status the
 pages show it (the page's timer). The measurements and screenshots go to test-artifacts/.
+Also: the page's own reports under Playwright's clock (idle after five minutes without input,
+honest new_user_input), and the index page's badges (the template tag, taken over by
+presence-dot.js).
 
 Needs Playwright (the test extra) and a Chromium: PRESENCE_TEST_CHROMIUM, else `chromium` on
 PATH (Debian's package, which `python3 dev.py test` installs when it can). SQLite run only,
@@ -191,7 +194,9 @@ def new_context(browser: Any) -> Iterator[Callable[[], Any]]:
         context.close()
 
 
-def open_directory(context: Any, url: str) -> DirectoryPage:
+def signed_in_page(context: Any, url: str, path: str) -> DirectoryPage:
+    """``path`` opened anonymously, signed in as admin on the login form it sends to, and
+    back at ``path``."""
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     directory = DirectoryPage(page)
@@ -210,16 +215,21 @@ def open_directory(context: Any, url: str) -> DirectoryPage:
             and directory.errors.append(f"HTTP {response.status}: {response.url}")
         ),
     )
-    page.goto(f"{url}/directory/")
-    # Anonymous: sent to the login form, which comes back here.
-    assert "/accounts/login/" in page.url
+    page.goto(f"{url}{path}?next={path}" if path == "/" else f"{url}{path}")
+    if "/accounts/login/" not in page.url:  # the index is public: sign in from there
+        page.click("text=Sign in")
     page.fill("input[name=username]", "admin")
     page.fill("input[name=password]", "admin")
     page.click("button[type=submit]")
-    page.wait_for_url(f"{url}/directory/")
-    page.wait_for_selector("#members tr[data-member]")
+    page.wait_for_url(f"{url}{path}")
+    return directory
+
+
+def open_directory(context: Any, url: str) -> DirectoryPage:
+    directory = signed_in_page(context, url, "/directory/")
+    directory.page.wait_for_selector("#members tr[data-member]")
     # Gone if the page is ever loaded again: every change below must arrive without a reload.
-    page.evaluate("window.sameDocument = true")
+    directory.page.evaluate("window.sameDocument = true")
     return directory
 
 
@@ -361,6 +371,52 @@ def test_the_page_reports_its_viewers_presence_as_zulips_web_app_does(
     later = next_report(1000)
     assert (later["status"], later["new_user_input"]) == ("active", "false")
     assert int(later["last_update_id"]) >= int(first["last_update_id"])
+    assert directory.errors == []
+
+
+# The index's badges: email -> (the dot's status class, its title, the words next to it).
+BADGES_SCRIPT = """() => Object.fromEntries(
+  Array.from(document.querySelectorAll("tr[data-member]")).map((row) => {
+    const dot = row.querySelector(".presence-dot");
+    return [row.dataset.member, [dot.className.match(/presence-dot--(\\w+)/)[1], dot.title,
+                                 row.querySelector("[data-presence-text]").textContent]];
+  }))"""
+WORDS = {"active": "active now", "idle": "idle"}
+
+
+def test_the_index_badges_are_the_template_tag_kept_current_by_the_script(
+    new_context: Callable[[], Any], site: Site
+) -> None:
+    # First without presence-dot.js: the template tag's badges as the server renders them.
+    context = new_context()
+    context.route(
+        "**/presence-dot.js",
+        lambda route: route.fulfill(body="", content_type="application/javascript"),
+    )
+    server_rendered = signed_in_page(context, site.url, "/")
+    badges = server_rendered.page.evaluate(BADGES_SCRIPT)
+    assert "carol@example.com" in badges
+    for status, title, words in badges.values():
+        assert status in ("active", "idle", "offline")
+        assert title == WORDS.get(status, title)
+        assert words == ""  # only the script writes the words
+
+    # With the script: it takes the same spans over and agrees with the server's listing.
+    directory = signed_in_page(new_context(), site.url, "/")
+
+    def agrees_with_the_server(badges: dict[str, list[str]]) -> bool:
+        listing = site.listing()
+        for email, (status, title, words) in badges.items():
+            listed = listing[email]["status"].replace("never", "offline")
+            if (status, words) != (listed, title) or title != WORDS.get(status, title):
+                return False
+        return True
+
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not agrees_with_the_server(badges := directory.page.evaluate(BADGES_SCRIPT)):
+        assert time.monotonic() < deadline, f"badges never matched the listing: {badges}"
+        time.sleep(0.1)
+    directory.screenshot("index-badges.png")
     assert directory.errors == []
 
 

@@ -17,10 +17,11 @@ NOW = now_seconds()
 TEMPLATE = Template("{% load presence %}{% presence_dot user %}")
 
 
-def dot(status: str, title: str) -> str:
+def dot(status: str, title: str, user_id: int | None) -> str:
+    user = "" if user_id is None else f' data-user-id="{user_id}"'
     return (
-        f'<span class="presence-dot presence-dot--{status}" role="img" aria-label="{title}" '
-        f'title="{title}"></span>'
+        f'<span class="presence-dot presence-dot--{status}"{user} role="img" '
+        f'aria-label="{title}" title="{title}"></span>'
     )
 
 
@@ -38,12 +39,12 @@ def report(member: Any, status: str, seconds_ago: int) -> None:
 @pytest.mark.parametrize(
     ("status", "seconds_ago", "expected"),
     [
-        ("active", 10, dot("active", "active now")),
-        ("idle", 10, dot("idle", "idle")),
-        ("active", 30 * 60, dot("offline", "last seen 30 minutes ago")),
-        ("idle", 59 * 60 + 59, dot("offline", "last seen 59 minutes ago")),
-        ("active", 60 * 60, dot("offline", "offline")),
-        ("active", 3 * 24 * 3600, dot("offline", "offline")),
+        ("active", 10, ("active", "active now")),
+        ("idle", 10, ("idle", "idle")),
+        ("active", 30 * 60, ("offline", "last seen 30 minutes ago")),
+        ("idle", 59 * 60 + 59, ("offline", "last seen 59 minutes ago")),
+        ("active", 60 * 60, ("offline", "offline")),
+        ("active", 3 * 24 * 3600, ("offline", "offline")),
     ],
 )
 def test_status_and_title(make_member, django_assert_num_queries, status, seconds_ago, expected):
@@ -51,7 +52,7 @@ def test_status_and_title(make_member, django_assert_num_queries, status, second
     report(member, status, seconds_ago)
     user = get_user_model().objects.get(pk=member.user_id)
     with django_assert_num_queries(1):
-        assert render(user) == expected
+        assert render(user) == dot(*expected, member.user_id)
 
 
 def test_one_minute_is_singular(make_member, settings):
@@ -59,7 +60,7 @@ def test_one_minute_is_singular(make_member, settings):
     report(member, "active", 70)
     # Lowered after the write, which refuses a threshold this close to the ping interval.
     settings.PRESENCE_OFFLINE_THRESHOLD_SECS = 30
-    assert render(member.user) == dot("offline", "last seen 1 minute ago")
+    assert render(member.user) == dot("offline", "last seen 1 minute ago", member.user_id)
 
 
 def test_an_invisible_user_shows_as_their_backdated_row_makes_them(make_member):
@@ -67,7 +68,7 @@ def test_an_invisible_user_shows_as_their_backdated_row_makes_them(make_member):
     report(member, "active", 10)
     actions.do_set_presence_enabled(member, False, log_time=NOW)
     # Backdated by INVISIBLE_BACKDATE_SECS (270 with the default settings).
-    assert render(member.user) == dot("offline", "last seen 4 minutes ago")
+    assert render(member.user) == dot("offline", "last seen 4 minutes ago", member.user_id)
 
 
 def test_no_presence_row_no_user_and_presence_disabled_are_offline(
@@ -75,13 +76,13 @@ def test_no_presence_row_no_user_and_presence_disabled_are_offline(
 ):
     never = make_member()
     with django_assert_num_queries(1):
-        assert render(never.user) == dot("offline", "offline")
+        assert render(never.user) == dot("offline", "offline", never.user_id)
     with django_assert_num_queries(0):
-        assert render(None) == dot("offline", "offline")
+        assert render(None) == dot("offline", "offline", None)
     reported = make_member()
     report(reported, "active", 10)
     actions.do_set_realm_presence_disabled(realm, True)
-    assert render(reported.user) == dot("offline", "offline")
+    assert render(reported.user) == dot("offline", "offline", reported.user_id)
 
 
 def test_presence_loaded_with_the_users_needs_no_query(make_member, django_assert_num_queries):
@@ -97,7 +98,7 @@ def test_presence_loaded_with_the_users_needs_no_query(make_member, django_asser
     with django_assert_num_queries(0):
         rendered = [render(user) for user in users]
     assert rendered == [
-        dot("active", "active now"),
-        dot("idle", "idle"),
-        dot("offline", "offline"),
+        dot("active", "active now", active.user_id),
+        dot("idle", "idle", idle.user_id),
+        dot("offline", "offline", never.user_id),
     ]

@@ -3,8 +3,8 @@
 ``{% presence_dot user %}`` renders an empty, accessible span whose class and title give the
 user's presence now::
 
-    <span class="presence-dot presence-dot--active" role="img" aria-label="active now"
-          title="active now"></span>
+    <span class="presence-dot presence-dot--active" data-user-id="10" role="img"
+          aria-label="active now" title="active now"></span>
 
 The status follows the admin's rule (queries.presence_status). Each call makes one query, for
 the user's presence row and its realm, unless the row was loaded with the user: in a loop, load
@@ -75,11 +75,15 @@ def dot_status(presence: UserPresence | None, now: datetime) -> tuple[str, str]:
 @register.simple_tag
 def presence_dot(user: object) -> SafeString:
     """The presence badge of ``user`` (a user of AUTH_USER_MODEL); "offline" for None, for a
-    user who never reported and in a realm with presence disabled."""
+    user who never reported and in a realm with presence disabled. The span names the user in
+    ``data-user-id``, so that presence-dot.js, when the page includes it, keeps it current."""
     status, title = dot_status(_presence(user), timezone.now())
+    user_pk = getattr(user, "pk", None)
     return format_html(
-        '<span class="presence-dot presence-dot--{}" role="img" aria-label="{}" title="{}"></span>',
+        '<span class="presence-dot presence-dot--{}"{} role="img" aria-label="{}" title="{}">'
+        "</span>",
         status,
+        format_html(' data-user-id="{}"', user_pk) if user_pk is not None else "",
         title,
         title,
     )
