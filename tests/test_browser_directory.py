@@ -41,6 +41,7 @@ from .e2e_server import (
     manage,
     seeded_example_db,
 )
+from .test_schema import OPERATIONS
 
 pytestmark = [
     pytest.mark.e2e,
@@ -194,9 +195,9 @@ def new_context(browser: Any) -> Iterator[Callable[[], Any]]:
         context.close()
 
 
-def signed_in_page(context: Any, url: str, path: str) -> DirectoryPage:
-    """``path`` opened anonymously, signed in as admin on the login form it sends to, and
-    back at ``path``."""
+def watched_page(context: Any) -> DirectoryPage:
+    """A new page of ``context`` that records its page errors, console errors and failed
+    requests."""
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     directory = DirectoryPage(page)
@@ -215,7 +216,15 @@ def signed_in_page(context: Any, url: str, path: str) -> DirectoryPage:
             and directory.errors.append(f"HTTP {response.status}: {response.url}")
         ),
     )
-    page.goto(f"{url}{path}?next={path}" if path == "/" else f"{url}{path}")
+    return directory
+
+
+def signed_in_page(context: Any, url: str, path: str) -> DirectoryPage:
+    """``path`` opened anonymously, signed in as admin on the login form it sends to, and
+    back at ``path``."""
+    directory = watched_page(context)
+    page = directory.page
+    page.goto(f"{url}{path}")
     if "/accounts/login/" not in page.url:  # the index is public: sign in from there
         page.click("text=Sign in")
     page.fill("input[name=username]", "admin")
@@ -418,6 +427,34 @@ def test_the_index_badges_are_the_template_tag_kept_current_by_the_script(
         time.sleep(0.1)
     directory.screenshot("index-badges.png")
     assert directory.errors == []
+
+
+def test_the_swagger_ui_page_lists_every_operation_and_runs_one(
+    new_context: Callable[[], Any], site: Site
+) -> None:
+    swagger = watched_page(new_context())
+    page = swagger.page
+    page.goto(f"{site.url}/api/schema/swagger-ui/")
+    page.wait_for_selector(".opblock")
+    shown = page.eval_on_selector_all(
+        ".opblock",
+        """blocks => blocks.map((block) => [
+          block.querySelector(".opblock-summary-method").textContent.toLowerCase(),
+          block.querySelector(".opblock-summary-path").dataset.path])""",
+    )
+    assert sorted(map(tuple, shown)) == sorted(
+        (method, path) for path, methods in OPERATIONS.items() for method in methods
+    )
+    # Interactive: GET server_settings needs no credentials.
+    operation = page.locator(".opblock", has_text="/api/v1/server_settings")
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("button.execute").click()
+    status = operation.locator(".live-responses-table .response .response-col_status")
+    status.first.wait_for()
+    assert status.first.inner_text().strip() == "200"
+    swagger.screenshot("swagger-ui.png")
+    assert swagger.errors == []
 
 
 def _user_ids(site: Site, names: tuple[str, ...]) -> list[int]:
