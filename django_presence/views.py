@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from rest_framework import exceptions
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
@@ -79,6 +80,14 @@ class PresenceAPIView(APIView):
 
     def get_exception_handler(self) -> Any:
         return zulip_exception_handler
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Zulip picks the view by method before it authenticates: a method the path does not
+        # serve is a 405 even without credentials (DRF would answer 401 first).
+        method = str(request.method).lower()
+        if method not in self.http_method_names or not hasattr(self, method):
+            raise exceptions.MethodNotAllowed(str(request.method))
+        super().initial(request, *args, **kwargs)
 
     def parse_params(
         self, request: Request, params_class: type[ZulipParamsSerializer]

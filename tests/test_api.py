@@ -224,6 +224,23 @@ def test_method_not_allowed(client, method, path, allowed):
 
 
 @pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("get", PRESENCE_URL, ["POST"]),
+        ("post", REALM_PRESENCE_URL, ["GET"]),
+        ("put", SETTINGS_URL, ["PATCH"]),
+        ("post", "/api/v1/directory/members", ["GET"]),
+        ("post", "/api/v1/events", ["GET", "DELETE"]),
+        ("get", "/api/v1/register", ["POST"]),
+    ],
+)
+def test_a_wrong_method_is_405_before_authentication(method, path, allowed):
+    # Zulip routes by method first: no credentials still get the 405, not a 401.
+    response = getattr(APIClient(), method)(path)
+    assert_error(response, "Method Not Allowed", status=405, allowed_methods=allowed)
+
+
+@pytest.mark.parametrize(
     "path", ["/api/v1/nothing", "/api/v1/users/me/presences", "/api/v1/users/me/presence/"]
 )
 @pytest.mark.parametrize("method", ["get", "post"])
