@@ -134,12 +134,12 @@ class DirectoryMembersView(PresenceAPIView):
                 "page_size": page_size,
                 # The clock and threshold the statuses were computed with.
                 "server_timestamp": now.timestamp(),
-                # Read at authentication, before the members: a presence written since has a
-                # larger id, so POST users/me/presence with this last_update_id returns it.
-                "presence_last_update_id": _loaded_update_id_or_zero(realm),
                 "server_presence_offline_threshold_seconds": (
                     presence_settings.OFFLINE_THRESHOLD_SECS
                 ),
+                # Read at authentication, before the members: a presence written since has a
+                # larger id, so POST users/me/presence with this last_update_id returns it.
+                "presence_last_update_id": _loaded_update_id_or_zero(realm),
                 "members": [
                     directory_entry(member, now=now, presence_hidden=realm.presence_disabled)
                     for member in page_members
