@@ -3,7 +3,6 @@ calls, with every middleware, DRF, authentication and throttling, but no socket.
 
 from __future__ import annotations
 
-import base64
 import io
 import time
 from collections.abc import Iterable
@@ -12,17 +11,14 @@ from urllib.parse import urlencode
 
 from django.core.handlers.wsgi import WSGIHandler
 
+from tests.e2e_server import basic_auth
+
 from .seed import SeededRealm, api_key_for
 
 PRESENCE_PATH = "/api/v1/users/me/presence"
 REALM_PRESENCE_PATH = "/api/v1/realm/presence"
 NOOP_PATH = "/bench/noop"
 FORM = "application/x-www-form-urlencoded"
-
-
-def basic_auth(email: str, user_id: int) -> str:
-    credentials = f"{email}:{api_key_for(user_id)}".encode()
-    return "Basic " + base64.b64encode(credentials).decode()
 
 
 def form(params: dict[str, Any]) -> bytes:
@@ -51,7 +47,7 @@ class WSGIClient:
     def __init__(self, realm: SeededRealm, g: int) -> None:
         self.handler = WSGIHandler()
         self.user_id = realm.user_id(g)
-        self.authorization = basic_auth(realm.email(g), self.user_id)
+        self.authorization = basic_auth(realm.email(g), api_key_for(self.user_id))
 
     def request(self, method: str, path: str, body: bytes = b"") -> Response:
         environ = {

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import platform
@@ -36,7 +35,7 @@ from typing import Any
 import aiohttp
 import redis
 
-from tests.e2e_server import ExampleServer, free_port, manage
+from tests.e2e_server import Account, ExampleServer, create_accounts, free_port, manage
 
 RESULTS = Path(__file__).resolve().parent / "results" / "events.json"
 REDIS_URL = os.environ.get("PRESENCE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -51,34 +50,6 @@ SETTLE_FLOOR_SECS = 1.0
 SETTLE_SAMPLE_SECS = 0.25
 QUIET_SAMPLES = 4
 QUIET_TICKS = 1  # CPU clock ticks (usually 1/100 s) per sample that still count as idle
-
-SEED_SCRIPT = """
-import json
-from django.contrib.auth import get_user_model
-from django_presence.actions import do_add_realm_member, do_create_api_key, do_create_realm
-
-count = MEMBER_COUNT
-realm = do_create_realm("loadtest", "Load test")
-User = get_user_model()
-accounts = []
-for index in range(count):
-    user = User.objects.create_user(f"load{index}", f"load{index}@example.com")
-    member = do_add_realm_member(user, realm)
-    _key, raw_key = do_create_api_key(member)
-    accounts.append([member.email, raw_key, user.pk])
-print(json.dumps(accounts))
-"""
-
-
-@dataclass(frozen=True)
-class Account:
-    email: str
-    api_key: str
-    user_id: int
-
-    @property
-    def authorization(self) -> str:
-        return "Basic " + base64.b64encode(f"{self.email}:{self.api_key}".encode()).decode()
 
 
 @dataclass
@@ -160,9 +131,8 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 def seed(db_path: Path, count: int) -> list[Account]:
     manage(db_path, "migrate", "--verbosity=0")
-    script = SEED_SCRIPT.replace("MEMBER_COUNT", str(count))
-    output = manage(db_path, "shell", "--no-imports", "-c", script)
-    return [Account(*row) for row in json.loads(output)]
+    usernames = [f"load{index}" for index in range(count)]
+    return list(create_accounts(db_path, dict.fromkeys(usernames, "loadtest")).values())
 
 
 async def register_all(

@@ -13,7 +13,6 @@ Modes:
 from __future__ import annotations
 
 import asyncio
-import base64
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+
+from tests.e2e_server import basic_auth
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 REQUEST_TIMEOUT_SECS = 30
@@ -38,8 +39,7 @@ class User:
     authorization: str = field(init=False)
 
     def __post_init__(self) -> None:
-        raw = f"{self.email}:{api_key_for(self.user_id)}".encode()
-        self.authorization = "Basic " + base64.b64encode(raw).decode()
+        self.authorization = basic_auth(self.email, api_key_for(self.user_id))
 
 
 @dataclass

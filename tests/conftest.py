@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +9,7 @@ from rest_framework.test import APIClient
 from django_presence import actions
 from django_presence.models import RealmMember
 
+from .e2e_server import basic_auth
 from .factories import MemberFactory, RealmFactory
 
 
@@ -18,10 +18,6 @@ class ZulipClient(APIClient):
 
     member: RealmMember
     api_key: str
-
-
-def basic_auth(email: str, api_key: str) -> str:
-    return "Basic " + base64.b64encode(f"{email}:{api_key}".encode()).decode()
 
 
 @pytest.fixture

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,11 @@ SQLITE_RUN_ONLY = pytest.mark.skipif(
     os.environ.get("PRESENCE_TEST_DATABASE") == "postgres",
     reason="the example project uses its own SQLite file; covered by the SQLite run",
 )
+
+
+def basic_auth(email: str, api_key: str) -> str:
+    """The Authorization header of Zulip's API-key authentication."""
+    return "Basic " + base64.b64encode(f"{email}:{api_key}".encode()).decode()
 
 
 def free_port() -> int:
@@ -74,6 +82,52 @@ def seeded_example_db(directory: Path, url: str) -> Path:
     manage(db_path, "migrate", "--verbosity=0")
     manage(db_path, "seed_demo", "--url", url)
     return db_path
+
+
+# Run by manage.py shell: creates each user, its membership (creating the realm the first time
+# one is named) and an API key, and prints {username: {email, user_id, api_key}}.
+_CREATE_ACCOUNTS_SCRIPT = """
+import json
+from django.contrib.auth import get_user_model
+from django_presence.actions import do_add_realm_member, do_create_api_key, do_create_realm
+from django_presence.models import Realm
+realms = {}
+accounts = {}
+for username, string_id in json.loads(REALM_BY_USERNAME).items():
+    if string_id not in realms:
+        realms[string_id] = Realm.objects.filter(string_id=string_id).first() or do_create_realm(
+            string_id, string_id
+        )
+    user = get_user_model().objects.create_user(username, f"{username}@example.com")
+    member = do_add_realm_member(user, realms[string_id])
+    _key, raw_key = do_create_api_key(member)
+    accounts[username] = {"email": member.email, "user_id": user.pk, "api_key": raw_key}
+print(json.dumps(accounts))
+"""
+
+
+@dataclass(frozen=True)
+class Account:
+    """A member of an example-project database, with its raw API key."""
+
+    email: str
+    user_id: int
+    api_key: str
+
+    @property
+    def authorization(self) -> str:
+        return basic_auth(self.email, self.api_key)
+
+
+def create_accounts(db_path: Path, realm_by_username: dict[str, str]) -> dict[str, Account]:
+    """Members with API keys in a migrated example-project database: each username (email
+    <username>@example.com) in the realm with the given string id, made if missing. In the
+    order given."""
+    script = _CREATE_ACCOUNTS_SCRIPT.replace(
+        "REALM_BY_USERNAME", repr(json.dumps(realm_by_username))
+    )
+    accounts = json.loads(manage(db_path, "shell", "--no-imports", "-c", script))
+    return {username: Account(**account) for username, account in accounts.items()}
 
 
 def server_command(port: int, *, asgi: bool) -> list[str]:

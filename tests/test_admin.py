@@ -21,7 +21,7 @@ from django.utils import timezone
 from django_presence import actions
 from django_presence.models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence
 
-from .conftest import basic_auth
+from .e2e_server import basic_auth
 from .factories import MemberFactory, RealmFactory
 
 NEW_KEY_MESSAGE = re.compile(

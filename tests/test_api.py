@@ -33,7 +33,7 @@ from .api_utils import (
     user_presence_url,
     without_server_timestamp,
 )
-from .conftest import basic_auth
+from .e2e_server import basic_auth
 
 pytestmark = pytest.mark.django_db
 

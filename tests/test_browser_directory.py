@@ -32,11 +32,11 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 
-from .conftest import basic_auth
 from .e2e_server import (
     REPO,
     SQLITE_RUN_ONLY,
     ExampleServer,
+    basic_auth,
     free_port,
     manage,
     seeded_example_db,

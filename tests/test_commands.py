@@ -24,7 +24,7 @@ from django_presence.models import ApiKey, PresenceSequence, Realm, RealmMember,
 from django_presence.queries import RealmPresenceStats, get_realm_presence_stats
 
 from .api_utils import frozen_now, now_seconds, post_presence, success
-from .conftest import basic_auth
+from .e2e_server import basic_auth
 from .factories import MemberFactory, RealmFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

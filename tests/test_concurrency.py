@@ -30,7 +30,7 @@ from django_presence.models import PresenceSequence, Realm, RealmMember, UserPre
 from django_presence.queries import get_presence_dict_by_realm
 from django_presence.signals import presence_changed
 
-from .conftest import basic_auth
+from .e2e_server import basic_auth
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

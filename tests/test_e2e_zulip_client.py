@@ -27,7 +27,14 @@ import requests
 import zulip
 
 from .api_utils import legacy_entry
-from .e2e_server import SQLITE_RUN_ONLY, ExampleServer, free_port, manage
+from .e2e_server import (
+    SQLITE_RUN_ONLY,
+    Account,
+    ExampleServer,
+    create_accounts,
+    free_port,
+    manage,
+)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -44,32 +51,13 @@ ADMIN = "admin@example.com"
 SEEDED_WITH_PRESENCE = {ALICE, BOB, CAROL, DAVE, GINA}
 INVISIBLE_BACKDATE_SECS = 200 + 55 + 10
 
-# Two extra accounts, made through the app's actions: a tester in the demo realm with no
-# presence yet, and a member of another realm for invisible mode and cross-realm lookups.
-ACCOUNTS_SCRIPT = """
+# The demo realm's members, by email.
+USER_IDS_SCRIPT = """
 import json
-from django.contrib.auth import get_user_model
-from django_presence.actions import do_add_realm_member, do_create_api_key, do_create_realm
-from django_presence.models import Realm, RealmMember
-
-demo = Realm.objects.get(string_id="demo")
-other = do_create_realm("e2e-other", "Another organization")
-accounts = {}
-for name, realm in (("tester", demo), ("invisible", other)):
-    user = get_user_model().objects.create_user(f"e2e-{name}", f"e2e-{name}@example.com")
-    member = do_add_realm_member(user, realm)
-    _key, raw_key = do_create_api_key(member)
-    accounts[name] = {"email": member.email, "user_id": user.pk, "api_key": raw_key}
-accounts["user_ids"] = {m.email: m.user_id for m in RealmMember.objects.filter(realm=demo)}
-print(json.dumps(accounts))
+from django_presence.models import RealmMember
+members = RealmMember.objects.filter(realm__string_id="demo")
+print(json.dumps({member.email: member.user_id for member in members}))
 """
-
-
-@dataclass(frozen=True)
-class Account:
-    email: str
-    user_id: int
-    api_key: str
 
 
 @dataclass(frozen=True)
@@ -94,7 +82,10 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Seeded, P
     manage(db_path, "migrate", "--verbosity=0")
     first_output = manage(db_path, "seed_demo", "--url", url)
     seed_output = manage(db_path, "seed_demo", "--url", url)
-    accounts = json.loads(manage(db_path, "shell", "--no-imports", "-c", ACCOUNTS_SCRIPT))
+    # Two extra accounts, made through the app's actions: a tester in the demo realm with no
+    # presence yet, and a member of another realm for invisible mode and cross-realm lookups.
+    accounts = create_accounts(db_path, {"e2e-tester": "demo", "e2e-invisible": "e2e-other"})
+    user_ids = json.loads(manage(db_path, "shell", "--no-imports", "-c", USER_IDS_SCRIPT))
     limited_db_path = directory / "limited.sqlite3"
     shutil.copyfile(db_path, limited_db_path)
     yield (
@@ -103,9 +94,9 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Seeded, P
             seed_output=seed_output,
             revoked_key=printed_api_key(first_output)[1],
             alice_key=printed_api_key(seed_output)[1],
-            tester=Account(**accounts["tester"]),
-            invisible=Account(**accounts["invisible"]),
-            user_ids=accounts["user_ids"],
+            tester=accounts["e2e-tester"],
+            invisible=accounts["e2e-invisible"],
+            user_ids=user_ids,
         ),
         db_path,
         limited_db_path,

@@ -30,7 +30,7 @@ from .api_utils import (
     success,
     ts,
 )
-from .conftest import basic_auth
+from .e2e_server import basic_auth
 from .events_utils import (
     EVENTS_URL,
     after,

@@ -9,14 +9,12 @@ SQLite run only.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,14 @@ import zulip
 
 from bench import events_load
 
-from .e2e_server import SQLITE_RUN_ONLY, ExampleServer, free_port, manage
+from .e2e_server import (
+    SQLITE_RUN_ONLY,
+    Account,
+    ExampleServer,
+    create_accounts,
+    free_port,
+    manage,
+)
 from .test_events_redis import REDIS_URL, redis_reachable
 
 pytestmark = [
@@ -38,44 +43,24 @@ EVENT_WAIT_SECS = 20  # an event normally arrives within milliseconds
 POLL_SETTLE_SECS = 1  # time for a long poll to reach the server before the write
 POLLS = 20
 
-ACCOUNTS_SCRIPT = """
-import json
-from django.contrib.auth import get_user_model
-from django_presence.actions import do_add_realm_member, do_create_api_key, do_create_realm
-
-realm = do_create_realm("events", "Event queues")
-accounts = {}
-for name in ("watcher", "mover1", "mover2", "mover3", "mover4", "mover5", "mover6"):
-    user = get_user_model().objects.create_user(name, f"{name}@example.com")
-    member = do_add_realm_member(user, realm)
-    _key, raw_key = do_create_api_key(member)
-    accounts[name] = {"email": member.email, "user_id": user.pk, "api_key": raw_key}
-print(json.dumps(accounts))
-"""
+MEMBERS = ("watcher", "mover1", "mover2", "mover3", "mover4", "mover5", "mover6")
 
 
-@dataclass(frozen=True)
-class Account:
-    email: str
-    user_id: int
-    api_key: str
-
-    def client(self, server: ExampleServer) -> zulip.Client:
-        return zulip.Client(
-            email=self.email,
-            api_key=self.api_key,
-            site=server.url,
-            config_file=os.devnull,
-            client="PresenceEventsE2E/1.0",
-        )
+def client(account: Account, server: ExampleServer) -> zulip.Client:
+    return zulip.Client(
+        email=account.email,
+        api_key=account.api_key,
+        site=server.url,
+        config_file=os.devnull,
+        client="PresenceEventsE2E/1.0",
+    )
 
 
 @pytest.fixture(scope="module")
 def database(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Account]]:
     db_path = tmp_path_factory.mktemp("events") / "events.sqlite3"
     manage(db_path, "migrate", "--verbosity=0")
-    accounts = json.loads(manage(db_path, "shell", "--no-imports", "-c", ACCOUNTS_SCRIPT))
-    return db_path, {name: Account(**account) for name, account in accounts.items()}
+    return db_path, create_accounts(db_path, dict.fromkeys(MEMBERS, "events"))
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +168,7 @@ def server(start_server: Callable[..., ExampleServer]) -> ExampleServer:
 
 def test_get_events_receives_a_presence_event(server, accounts):
     result = long_poll_then_write(
-        accounts["watcher"].client(server), accounts["mover1"].client(server)
+        client(accounts["watcher"], server), client(accounts["mover1"], server)
     )
     (event,) = result["events"]
     presence_event(accounts["mover1"], event)
@@ -191,14 +176,14 @@ def test_get_events_receives_a_presence_event(server, accounts):
 
 def test_call_on_each_event_receives_a_presence_event(server, accounts):
     received = call_on_each_event_then_write(
-        accounts["watcher"].client(server), accounts["mover2"].client(server)
+        client(accounts["watcher"], server), client(accounts["mover2"], server)
     )
     (event,) = received
     presence_event(accounts["mover2"], event)
 
 
 def test_a_deleted_queue_is_a_bad_event_queue_id(server, accounts):
-    watcher = accounts["watcher"].client(server)
+    watcher = client(accounts["watcher"], server)
     queue_id = watcher.register(event_types=["presence"])["queue_id"]
     assert watcher.deregister(queue_id) == {"result": "success", "msg": ""}
     assert watcher.get_events(queue_id=queue_id, last_event_id=-1) == {
@@ -210,7 +195,7 @@ def test_a_deleted_queue_is_a_bad_event_queue_id(server, accounts):
 
 
 def test_an_ordinary_refresh_sends_nothing(server, accounts):
-    watcher, mover = accounts["watcher"].client(server), accounts["mover5"].client(server)
+    watcher, mover = client(accounts["watcher"], server), client(accounts["mover5"], server)
     assert mover.update_presence({"status": "active"})["result"] == "success"
     registered = watcher.register(event_types=["presence"])
     # Seconds after the first report, this one is a mere refresh.
@@ -228,7 +213,7 @@ def server_threads(server: ExampleServer) -> int:
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_waiting_polls_hold_no_thread(server, accounts):
     """Twenty long polls waiting at once: the server process does not grow a thread each."""
-    watcher = accounts["watcher"].client(server)
+    watcher = client(accounts["watcher"], server)
     registered = [watcher.register(event_types=["presence"]) for _ in range(POLLS)]
     with ThreadPoolExecutor(max_workers=POLLS) as pool:
         answers = [
@@ -237,7 +222,7 @@ def test_waiting_polls_hold_no_thread(server, accounts):
         ]
         time.sleep(POLL_SETTLE_SECS * 2)
         threads_while_waiting = server_threads(server)
-        mover = accounts["mover6"].client(server)
+        mover = client(accounts["mover6"], server)
         assert mover.update_presence({"status": "active"})["result"] == "success"
         results = [answer.result(timeout=EVENT_WAIT_SECS) for answer in answers]
     assert threads_while_waiting < POLLS // 2
@@ -267,7 +252,7 @@ def redis_servers(
 def test_a_write_on_one_process_reaches_a_long_poll_on_the_other(redis_servers, accounts):
     first, second = redis_servers
     result = long_poll_then_write(
-        accounts["watcher"].client(first), accounts["mover3"].client(second)
+        client(accounts["watcher"], first), client(accounts["mover3"], second)
     )
     (event,) = result["events"]
     presence_event(accounts["mover3"], event)
@@ -276,7 +261,7 @@ def test_a_write_on_one_process_reaches_a_long_poll_on_the_other(redis_servers, 
 def test_call_on_each_event_across_processes(redis_servers, accounts):
     first, second = redis_servers
     received = call_on_each_event_then_write(
-        accounts["watcher"].client(first), accounts["mover4"].client(second)
+        client(accounts["watcher"], first), client(accounts["mover4"], second)
     )
     (event,) = received
     presence_event(accounts["mover4"], event)
@@ -284,16 +269,14 @@ def test_call_on_each_event_across_processes(redis_servers, accounts):
 
 def test_a_queue_registered_on_one_process_is_polled_on_the_other(redis_servers, accounts):
     first, second = redis_servers
-    registered = accounts["watcher"].client(first).register(event_types=["presence"])
-    on_second = accounts["watcher"].client(second)
+    registered = client(accounts["watcher"], first).register(event_types=["presence"])
+    on_second = client(accounts["watcher"], second)
     assert on_second.get_events(
         queue_id=registered["queue_id"], last_event_id=-1, dont_block=True
     ) == {"result": "success", "msg": "", "events": []}
     assert on_second.deregister(registered["queue_id"]) == {"result": "success", "msg": ""}
-    gone = (
-        accounts["watcher"]
-        .client(first)
-        .get_events(queue_id=registered["queue_id"], last_event_id=-1)
+    gone = client(accounts["watcher"], first).get_events(
+        queue_id=registered["queue_id"], last_event_id=-1
     )
     assert gone["code"] == "BAD_EVENT_QUEUE_ID"
 

@@ -31,7 +31,7 @@ from .api_utils import (
     ts,
     user_presence_url,
 )
-from .conftest import basic_auth
+from .e2e_server import basic_auth
 from .factories import RealmFactory
 
 pytestmark = pytest.mark.django_db

@@ -23,8 +23,14 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from .conftest import basic_auth
-from .e2e_server import SQLITE_RUN_ONLY, ExampleServer, free_port, manage, seeded_example_db
+from .e2e_server import (
+    SQLITE_RUN_ONLY,
+    ExampleServer,
+    basic_auth,
+    free_port,
+    manage,
+    seeded_example_db,
+)
 from .test_schema import OPERATIONS
 
 pytestmark = [
