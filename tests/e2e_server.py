@@ -119,14 +119,16 @@ class Account:
         return basic_auth(self.email, self.api_key)
 
 
-def create_accounts(db_path: Path, realm_by_username: dict[str, str]) -> dict[str, Account]:
+def create_accounts(
+    db_path: Path, realm_by_username: dict[str, str], **env: str
+) -> dict[str, Account]:
     """Members with API keys in a migrated example-project database: each username (email
     <username>@example.com) in the realm with the given string id, made if missing. In the
-    order given."""
+    order given. ``env`` as for manage()."""
     script = _CREATE_ACCOUNTS_SCRIPT.replace(
         "REALM_BY_USERNAME", repr(json.dumps(realm_by_username))
     )
-    accounts = json.loads(manage(db_path, "shell", "--no-imports", "-c", script))
+    accounts = json.loads(manage(db_path, "shell", "--no-imports", "-c", script, **env))
     return {username: Account(**account) for username, account in accounts.items()}
 
 

@@ -188,7 +188,7 @@ def test_seed_demo_prints_the_login_and_the_key(seed: Seeded) -> None:
     assert f"Admin:    {url}/admin/  (username admin, password admin)\n" in seed.seed_output
     assert f"API key:  {ALICE}  {seed.alice_key}\n" in seed.seed_output
     assert re.fullmatch(r"[A-Za-z0-9]{32}", seed.alice_key)
-    # The second run added nobody (the tester comes from ACCOUNTS_SCRIPT).
+    # The second run added nobody (the tester comes from create_accounts).
     assert set(seed.user_ids) == {ALICE, BOB, CAROL, DAVE, GINA, BOT, ADMIN, seed.tester.email}
 
 

@@ -4,7 +4,6 @@ project with EXAMPLE_PG_NAME, on a database of their own that the test creates a
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -16,7 +15,7 @@ import pytest
 import requests
 from psycopg import sql
 
-from .e2e_server import ExampleServer, free_port, manage
+from .e2e_server import Account, ExampleServer, create_accounts, free_port, manage
 
 PG_HOST = os.environ.get("PRESENCE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("PRESENCE_TEST_PG_PORT", "5432"))
@@ -40,21 +39,6 @@ pytestmark = [
         reason=f"two server processes share one PostgreSQL database; none at {PG_HOST}:{PG_PORT}",
     ),
 ]
-
-SEED_SCRIPT = """
-import json
-from django.contrib.auth import get_user_model
-from django_presence.actions import do_add_realm_member, do_create_api_key, do_create_realm
-
-realm = do_create_realm("multi", "Two processes")
-accounts = {}
-for name in ("alice", "bob"):
-    user = get_user_model().objects.create_user(name, f"{name}@example.com")
-    member = do_add_realm_member(user, realm)
-    _key, raw_key = do_create_api_key(member)
-    accounts[name] = {"email": member.email, "user_id": user.pk, "api_key": raw_key}
-print(json.dumps(accounts))
-"""
 
 
 def admin_connection() -> psycopg.Connection:
@@ -81,11 +65,11 @@ def database() -> Iterator[str]:
         conn.execute(sql.SQL(drop).format(sql.Identifier(name)))
 
 
-def post_presence(url: str, account: dict[str, str], **params: str) -> dict[str, object]:
+def post_presence(url: str, account: Account, **params: str) -> dict[str, object]:
     response = requests.post(
         f"{url}/api/v1/users/me/presence",
         data={"status": "active", **params},
-        auth=(account["email"], account["api_key"]),
+        auth=(account.email, account.api_key),
         timeout=TIMEOUT,
     )
     assert response.status_code == 200, response.text
@@ -97,7 +81,7 @@ def test_a_report_to_one_process_is_seen_by_a_poll_on_another(database, tmp_path
     unused_sqlite = tmp_path / "unused.sqlite3"
     env = {"EXAMPLE_PG_NAME": database}
     manage(unused_sqlite, "migrate", **env)
-    accounts = json.loads(manage(unused_sqlite, "shell", "--no-imports", "-c", SEED_SCRIPT, **env))
+    accounts = create_accounts(unused_sqlite, {"alice": "multi", "bob": "multi"}, **env)
     alice, bob = accounts["alice"], accounts["bob"]
     first = ExampleServer(unused_sqlite, free_port(), tmp_path / "first.log", **env)
     try:
@@ -106,7 +90,7 @@ def test_a_report_to_one_process_is_seen_by_a_poll_on_another(database, tmp_path
             # Alice's client starts on the first process: her own report is update 1.
             start = post_presence(first.url, alice, last_update_id="-1")
             assert (list(start["presences"]), start["presence_last_update_id"]) == (
-                [str(alice["user_id"])],
+                [str(alice.user_id)],
                 1,
             )
             # Bob reports to the second process only.
@@ -118,8 +102,8 @@ def test_a_report_to_one_process_is_seen_by_a_poll_on_another(database, tmp_path
             after = int(time.time())
             # Alice's next poll, to the first process, brings Bob's report and update id 2.
             poll = post_presence(first.url, alice, last_update_id="1")
-            assert list(poll["presences"]) == [str(bob["user_id"])]
-            entry = poll["presences"][str(bob["user_id"])]  # type: ignore[index]
+            assert list(poll["presences"]) == [str(bob.user_id)]
+            entry = poll["presences"][str(bob.user_id)]  # type: ignore[index]
             assert entry["active_timestamp"] == entry["idle_timestamp"]
             assert before <= entry["active_timestamp"] <= after
             assert poll["presence_last_update_id"] == 2
