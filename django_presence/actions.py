@@ -21,7 +21,7 @@ from django.utils import timezone
 from .conf import presence_settings
 from .formatting import format_modern_entry
 from .models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence, user_email
-from .queries import presence_event_recipients, stale_presence_rows
+from .queries import count_event_recipients, stale_presence_rows
 from .signals import presence_changed, presence_enabled_changed
 from .status import ACTIVE, REPORTED_STATUSES
 
@@ -402,9 +402,8 @@ def _too_many_recipients(member: RealmMember) -> bool:
     limit = presence_settings.USER_LIMIT_FOR_EVENTS
     if limit is None:
         return False  # no limit: nothing to count
-    recipients = presence_event_recipients(member.realm, member)
     # Counting one past the limit is enough to decide, however large the realm.
-    return recipients[: limit + 1].count() > limit
+    return count_event_recipients(member.realm, member, stop_after=limit + 1) > limit
 
 
 # Purging old rows ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, Concat, Lower, NullIf, Trim
 from django.utils import timezone
 
-from .adapter import get_access_adapter
+from .access import accessible_user_ids, count_members_who_can_access
 from .conf import presence_settings
 from .formatting import datetime_to_microseconds, legacy_entry, modern_entry_at
 from .models import (
@@ -117,11 +117,6 @@ def read_realm_presence(
             # "nothing".
             days = max(-MAX_HISTORY_LIMIT_DAYS, min(history_limit_days, MAX_HISTORY_LIMIT_DAYS))
         connected_since = (now or timezone.now()) - timedelta(days=days)
-    accessible_user_ids = None
-    if presence_settings.LIMIT_TO_ACCESSIBLE_USERS:
-        adapter = get_access_adapter()
-        if not adapter.can_access_all_users(viewer):
-            accessible_user_ids = adapter.accessible_user_ids(viewer)
     rows = _RealmRows(
         database=presence_settings.READ_DATABASE or router.db_for_read(UserPresence),
         realm_id=realm.pk,
@@ -129,7 +124,7 @@ def read_realm_presence(
         # Incremental reads only: a full read takes the whole realm either way.
         up_to_update_id=newest_update_id if connected_since is None else None,
         connected_since=connected_since,
-        accessible_user_ids=accessible_user_ids,
+        accessible_user_ids=accessible_user_ids(viewer),
     )
     return RealmPresenceRead(rows, slim_presence=slim_presence, baseline=baseline)
 
@@ -335,29 +330,12 @@ def get_presence_for_user(realm: Realm, member: RealmMember) -> tuple[datetime, 
     return last_active or member.date_joined, last_connected or member.date_joined
 
 
-def presence_event_recipients(realm: Realm, subject: RealmMember) -> QuerySet[RealmMember]:
-    """Who would receive a presence event about ``subject``: every active member of the realm
-    (bots included), or with access limiting on only those who may access the subject."""
-    recipients = active_members(realm)
-    if presence_settings.LIMIT_TO_ACCESSIBLE_USERS:
-        allowed = get_access_adapter().members_who_can_access(subject)
-        recipients = recipients.filter(pk__in=allowed.values("pk"))
-    return recipients
+def count_event_recipients(realm: Realm, subject: RealmMember, *, stop_after: int) -> int:
+    """How many members would receive a presence event about ``subject``: the active members of
+    the realm (bots included) who may see the subject, counted no further than
+    ``stop_after``."""
+    return count_members_who_can_access(subject, active_members(realm), stop_after=stop_after)
 
-
-def visible_event_subjects(realm: Realm, viewer: RealmMember, user_ids: set[int]) -> set[int]:
-    """Which of ``user_ids`` (subjects of presence events in ``realm``) ``viewer`` may receive
-    events about: all of them unless access limiting restricts the viewer; one query at most."""
-    if not presence_settings.LIMIT_TO_ACCESSIBLE_USERS:
-        return user_ids
-    adapter = get_access_adapter()
-    if adapter.can_access_all_users(viewer):
-        return user_ids
-    accessible = adapter.accessible_user_ids(viewer).filter(realm_id=realm.pk, user_id__in=user_ids)
-    return set(accessible)
-
-
-# Presence status and realm overviews -------------------------------------------------------
 
 # The relation from a realm to its members' presence rows: at most one row per member.
 _MEMBER_PRESENCE = "members__user__presence"
@@ -460,10 +438,9 @@ def directory_members(realm: Realm, viewer: RealmMember) -> QuerySet[RealmMember
     realm read), each with its user and presence row joined in, ordered by the name the listing
     shows (where the user model has name fields), then email, so that pages are stable."""
     members = active_members(realm).filter(is_bot=False).select_related("user__presence")
-    if presence_settings.LIMIT_TO_ACCESSIBLE_USERS:
-        adapter = get_access_adapter()
-        if not adapter.can_access_all_users(viewer):
-            members = members.filter(user_id__in=adapter.accessible_user_ids(viewer))
+    allowed = accessible_user_ids(viewer)
+    if allowed is not None:
+        members = members.filter(user_id__in=allowed)
     email = Lower(f"user__{_user_email_field()}")
     if not (user_model_has_field("first_name") and user_model_has_field("last_name")):
         return members.order_by(email, "user_id")
