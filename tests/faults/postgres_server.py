@@ -104,6 +104,11 @@ def _as_os_user() -> dict[str, Any]:
     return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
 
+def _traversable_by_anyone(directory: Path) -> bool:
+    """Whether every user may pass through ``directory`` and each of its parents."""
+    return all(path.stat().st_mode & 0o001 for path in [directory, *directory.parents])
+
+
 class PostgresServer:
     """A PostgreSQL cluster in its own temporary directory, listening on a free loopback port.
     ``start``, ``stop`` (fast shutdown), ``kill`` (SIGKILL, as a crash) and ``restart`` may be
@@ -112,14 +117,17 @@ class PostgresServer:
 
     def __init__(self, bin_dir: Path) -> None:
         self.bin_dir = bin_dir
-        self.root = Path(tempfile.mkdtemp(prefix="presence-pg-"))
+        self._run_as = _as_os_user()
+        parent = Path(tempfile.gettempdir())
+        if self._run_as and not _traversable_by_anyone(parent):
+            parent = Path("/tmp")  # the postgres user must reach its directory
+        self.root = Path(tempfile.mkdtemp(prefix="presence-pg-", dir=parent))
+        if self._run_as:
+            os.chown(self.root, self._run_as["user"], self._run_as["group"])
         self.data_dir = self.root / "data"
         self.log_path = self.root / "postgres.log"
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
-        self._run_as = _as_os_user()
-        if self._run_as:
-            os.chown(self.root, self._run_as["user"], self._run_as["group"])
         self._initdb()
 
     def _initdb(self) -> None:
