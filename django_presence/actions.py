@@ -149,12 +149,13 @@ def do_revoke_api_keys(member: RealmMember) -> int:
 def update_user_presence(
     member: RealmMember, *, log_time: datetime, status: str, new_user_input: bool
 ) -> int | None:
-    """What a presence report does: nothing at all for a member in invisible mode. Returns the
-    update id of the row's write, None when nothing was written.
+    """What a presence report does: nothing at all for a member in invisible mode, or for a bot
+    (bots have no presence). Returns the update id of the row's write, None when nothing was
+    written.
 
     ``new_user_input`` feeds Zulip's usage statistics, which this app does not keep; it is
     accepted so clients can send it."""
-    if member.presence_enabled:
+    if member.presence_enabled and not member.is_bot:
         return do_update_user_presence(member, log_time=log_time, status=status)
     return None
 
@@ -316,7 +317,7 @@ def do_set_presence_enabled(
             return
         member.presence_enabled = presence_enabled
         member.save(update_fields=["presence_enabled"])
-        if not presence_enabled:
+        if not presence_enabled and not member.is_bot:
             _backdate_presence_row(member, log_time)
 
         def send_enabled_changed() -> None:
@@ -330,8 +331,9 @@ def do_set_presence_enabled(
 
         transaction.on_commit(send_enabled_changed)
 
-    if presence_enabled:
-        # A separate transaction, as do_update_user_presence must not be nested.
+    if presence_enabled and not member.is_bot:
+        # A separate transaction, as do_update_user_presence must not be nested. Bots have no
+        # presence: the setting is kept, but no row is written and no event goes out.
         do_update_user_presence(
             member, log_time=log_time, status=STATUS_ACTIVE, force_send_update=True
         )

@@ -324,7 +324,10 @@ def get_member_by_id_or_email(realm: Realm, user_id_or_email: str) -> RealmMembe
 
 def get_presence_for_user(realm: Realm, member: RealmMember) -> tuple[datetime, datetime] | None:
     """The member's (last_active, last_connected), NULLs replaced by the join date, with no time
-    window and whatever their invisible-mode setting; None when they have no row."""
+    window and whatever their invisible-mode setting; None when they have no row, or when the
+    realm has presence disabled (it then reveals nothing, as the realm-wide reads)."""
+    if realm.presence_disabled:
+        return None
     row = (
         UserPresence.objects.filter(realm_id=realm.pk, user_id=member.user_id)
         .values_list("last_active_time", "last_connected_time")

@@ -236,6 +236,14 @@ def test_realm_flags_stay_in_their_realm(realms):
     assert (body["presences"], body["presence_last_update_id"]) == ({}, -1)
     body = success(post_presence(realms.client(realms.othello), status="active"))
     assert len(body["presences"]) == 3
+    # The single-user read reveals nothing either: as for a member without presence data.
+    response = realms.client(realms.cordelia).get(user_presence_url(realms.cordelia.email))
+    assert_error(response, f"No presence data for {realms.cordelia.email}")
+    response = realms.client(realms.cordelia).get(user_presence_url(realms.lear_hamlet.user_id))
+    assert_error(response, f"No presence data for {realms.lear_hamlet.user_id}")
+    # The other realm is untouched.
+    response = realms.client(realms.othello).get(user_presence_url(realms.hamlet.user_id))
+    assert success(response)["presence"]
 
     actions.do_set_realm_deactivated(realms.lear, True)
     response = realms.client(realms.cordelia).get(REALM_PRESENCE_URL)
