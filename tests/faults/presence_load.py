@@ -74,24 +74,29 @@ class Attempt:
 
 
 class LoadWorker(threading.Thread):
-    """The client of ``accounts``, one request at a time; keeps its own exception (a bug in
-    the test, never a failed request) for the load to raise."""
+    """The client of ``members`` (username, account), one request at a time; sends nothing
+    while ``go`` is clear. Keeps its own exception (a bug in the test, never a failed request)
+    for the load to raise."""
 
     def __init__(
         self,
         name: str,
         url: str,
-        accounts: Sequence[Account],
-        usernames: Sequence[str],
+        members: Sequence[tuple[str, Account]],
         *,
         toggles: bool,
         stop: threading.Event,
+        go: threading.Event,
     ) -> None:
         super().__init__(name=name, daemon=True)
         self.url = url
-        self.accounts = list(zip(usernames, accounts, strict=True))
+        self.members = list(members)
         self.toggles = toggles
         self.stop_event = stop
+        self.go = go
+        # Set whenever no request of this worker is under way.
+        self.idle = threading.Event()
+        self.idle.set()
         self.attempts: list[Attempt] = []
         self.error: BaseException | None = None
         self._lock = threading.Lock()
@@ -105,24 +110,45 @@ class LoadWorker(threading.Thread):
             self._run()
         except BaseException as exc:
             self.error = exc
+        finally:
+            self.idle.set()
 
     def _run(self) -> None:
         deadline = time.monotonic() + MAX_LOAD_SECS
-        cursors = {username: -1 for username, _account in self.accounts}
+        cursors = {username: -1 for username, _account in self.members}
         counts = dict.fromkeys(cursors, 0)
+        number = 0
         with requests.Session() as session:
-            for number in range(MAX_REQUESTS_PER_WORKER):
+            while number < MAX_REQUESTS_PER_WORKER:
                 if self.stop_event.is_set() or time.monotonic() > deadline:
                     return
-                username, account = self.accounts[number % len(self.accounts)]
+                if not self._may_send():
+                    self.go.wait(PAUSE_SECS)
+                    continue
+                username, account = self.members[number % len(self.members)]
+                number += 1
                 step = counts[username]
                 counts[username] += 1
-                attempt = self._request(session, username, account, step, cursors[username])
+                try:
+                    attempt = self._request(session, username, account, step, cursors[username])
+                finally:
+                    self.idle.set()
                 if attempt.update_id is not None:
                     cursors[username] = attempt.update_id
                 with self._lock:
                     self.attempts.append(attempt)
                 self.stop_event.wait(PAUSE_SECS)
+
+    def _may_send(self) -> bool:
+        """Whether the load is not paused; if so the worker is busy until it sets ``idle``.
+        Checked again once busy, so a pause never misses a request about to start."""
+        if not self.go.is_set():
+            return False
+        self.idle.clear()
+        if self.go.is_set():
+            return True
+        self.idle.set()
+        return False
 
     def _request(
         self, session: requests.Session, username: str, account: Account, step: int, cursor: int
@@ -196,6 +222,8 @@ class WriteLoad:
         togglers: Sequence[str],
     ) -> None:
         self.stop_event = threading.Event()
+        self.go = threading.Event()
+        self.go.set()
         groups = [(f"reporter-{n}", list(group), False) for n, group in enumerate(reporters)]
         if togglers:
             groups.append(("toggler", list(togglers), True))
@@ -203,10 +231,10 @@ class WriteLoad:
             LoadWorker(
                 name,
                 url,
-                [accounts[username] for username in usernames],
-                usernames,
+                [(username, accounts[username]) for username in usernames],
                 toggles=toggles,
                 stop=self.stop_event,
+                go=self.go,
             )
             for name, usernames, toggles in groups
         ]
@@ -234,6 +262,15 @@ class WriteLoad:
             for worker in self.workers:
                 if worker.error is not None:
                     raise worker.error
+
+    def pause(self) -> None:
+        """Stop sending, and wait for the requests under way to end."""
+        self.go.clear()
+        for worker in self.workers:
+            assert worker.idle.wait(JOIN_TIMEOUT_SECS), f"{worker.name} did not pause"
+
+    def resume(self) -> None:
+        self.go.set()
 
     @property
     def attempts(self) -> list[Attempt]:
