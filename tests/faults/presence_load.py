@@ -45,11 +45,11 @@ class Attempt:
     value: str  # the status reported, or the presence_enabled sent ("true"/"false")
     sent: float  # time.time() just before sending
     answered: float  # time.time() when the answer, or the failure, came
-    http_status: int | None  # None: no answer at all (refused, reset, timed out)
-    content_type: str
-    retry_after: str | None
-    body: Any  # the decoded JSON; None when the answer was not JSON
-    error: str  # the transport error, or the start of an answer that is not JSON
+    http_status: int | None = None  # None: no answer at all (refused, reset, timed out)
+    content_type: str = ""
+    retry_after: str | None = None
+    body: Any = None  # the decoded JSON; None when the answer was not JSON
+    error: str = ""  # the transport error, or the start of an answer that is not JSON
 
     @property
     def answered_at_all(self) -> bool:
@@ -184,10 +184,6 @@ class LoadWorker(threading.Thread):
                 value=value,
                 sent=sent,
                 answered=time.time(),
-                http_status=None,
-                content_type="",
-                retry_after=None,
-                body=None,
                 error=f"{type(exc).__name__}: {exc}",
             )
         answered = time.time()

@@ -4,6 +4,8 @@ The example project runs as a real server process (uvicorn) on a private Postgre
 (postgres_server.py) while worker threads send presence reports and settings changes
 (presence_load.py). Mid-load the cluster is stopped (fast shutdown) or crashed (SIGKILL of
 every PostgreSQL process) and started again a few seconds later; the app server is left alone.
+The load pauses over the restart, so that the database is read as the fault left it before
+new writes could hide a lost one, and then runs on.
 
 While the database is down every answer must be Zulip's JSON error envelope with HTTP 503 and
 a Retry-After header, never an HTML page. Once it is back the same server process must serve
