@@ -81,6 +81,8 @@ def _version_key(bin_dir: Path) -> tuple[int, ...]:
 def why_unavailable() -> str | None:
     """Why no private cluster can be started here, or None when one can."""
     if find_bin_dir() is None:
+        if BIN_ENV in os.environ:
+            return f"no initdb and postgres in {BIN_ENV} ({os.environ[BIN_ENV]})"
         return (
             f"no PostgreSQL server binaries (initdb, postgres) under {DEBIAN_BIN_GLOB} or on "
             f"PATH; install the postgresql package or set {BIN_ENV}"

@@ -10,6 +10,7 @@ comes first; every request has a timeout.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -18,11 +19,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import pytest
 import requests
 
 from tests.e2e_server import Account, create_accounts, manage
 
 from .postgres_server import PostgresServer
+
+# The fault tests bring their own PostgreSQL, whatever database the test run uses: they run
+# once, in the SQLite run.
+SQLITE_RUN_ONLY = pytest.mark.skipif(
+    os.environ.get("PRESENCE_TEST_DATABASE") == "postgres",
+    reason="the fault suite starts a PostgreSQL of its own; it runs in the SQLite run",
+)
 
 REQUEST_TIMEOUT_SECS = 5.0
 # Between two requests of one worker: a few hundred requests a second in all, at most.

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.e2e_server import SQLITE_RUN_ONLY, ExampleServer, free_port
+from tests.e2e_server import ExampleServer, free_port
 
 from .invariants import (
     Stored,
@@ -38,6 +38,7 @@ from .presence_load import (
     BACKDATE_SECS,
     MIN_FREQ_SECS,
     REPORTERS,
+    SQLITE_RUN_ONLY,
     TOGGLERS,
     Attempt,
     WriteLoad,
