@@ -23,11 +23,10 @@ from .formatting import format_modern_entry
 from .models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence, user_email
 from .queries import presence_event_recipients, stale_presence_rows
 from .signals import presence_changed, presence_enabled_changed
+from .status import ACTIVE, REPORTED_STATUSES
 
 logger = logging.getLogger(__name__)
 
-STATUS_ACTIVE = UserPresence.LEGACY_STATUS_ACTIVE
-STATUS_IDLE = UserPresence.LEGACY_STATUS_IDLE
 
 # A NULL timestamp counts as this old, so the user is treated as newly online.
 NULL_TIMESTAMP_AGE = timedelta(days=1)
@@ -182,13 +181,13 @@ def do_update_user_presence(
     backwards, keeps last_connected >= last_active, and bumps the realm sequence only when it
     writes. Must not run inside an outer transaction: the realm's sequence row is locked from
     the write until commit, and an outer transaction would hold that hot lock for longer."""
-    if status not in (STATUS_ACTIVE, STATUS_IDLE):
+    if status not in REPORTED_STATUSES:
         raise ValueError(f"invalid presence status {status!r}")
     conf = presence_settings
     # Zulip asserts this on every write; checks.py reports it at start-up as well.
     assert 3 * conf.PING_INTERVAL_SECS + 20 <= conf.OFFLINE_THRESHOLD_SECS
     min_freq = timedelta(seconds=conf.UPDATE_MIN_FREQ_SECONDS)
-    is_active = status == STATUS_ACTIVE
+    is_active = status == ACTIVE
 
     loaded = None if force_send_update else _loaded_presence_row(member)
     if loaded is not None and not _report_changes(
@@ -334,9 +333,7 @@ def do_set_presence_enabled(
     if presence_enabled and not member.is_bot:
         # A separate transaction, as do_update_user_presence must not be nested. Bots have no
         # presence: the setting is kept, but no row is written and no event goes out.
-        do_update_user_presence(
-            member, log_time=log_time, status=STATUS_ACTIVE, force_send_update=True
-        )
+        do_update_user_presence(member, log_time=log_time, status=ACTIVE, force_send_update=True)
 
 
 def _backdate_presence_row(member: RealmMember, log_time: datetime) -> None:

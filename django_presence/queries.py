@@ -16,12 +16,7 @@ from django.utils import timezone
 
 from .adapter import get_access_adapter
 from .conf import presence_settings
-from .formatting import (
-    datetime_to_microseconds,
-    legacy_entry,
-    legacy_status_at,
-    modern_entry_at,
-)
+from .formatting import datetime_to_microseconds, legacy_entry, modern_entry_at
 from .models import (
     PresenceSequence,
     Realm,
@@ -29,6 +24,7 @@ from .models import (
     UserPresence,
     user_model_has_field,
 )
+from .status import STATUSES, legacy_status_at, presence_status_q
 
 # presence_last_update_id when there is neither data nor a client baseline.
 NO_UPDATE_ID = -1
@@ -363,58 +359,8 @@ def visible_event_subjects(realm: Realm, viewer: RealmMember, user_ids: set[int]
 
 # Presence status and realm overviews -------------------------------------------------------
 
-STATUS_ACTIVE = "active"
-STATUS_IDLE = "idle"
-STATUS_OFFLINE = "offline"
-STATUSES = (STATUS_ACTIVE, STATUS_IDLE, STATUS_OFFLINE)
-
 # The relation from a realm to its members' presence rows: at most one row per member.
 _MEMBER_PRESENCE = "members__user__presence"
-
-
-def online_cutoff(now: datetime) -> datetime:
-    return now - timedelta(seconds=presence_settings.OFFLINE_THRESHOLD_SECS)
-
-
-def presence_status(
-    last_active: datetime | None, last_connected: datetime | None, now: datetime
-) -> str:
-    """What the Zulip web app would show: active if the last active report is younger than the
-    offline threshold, else idle if the last connection is, else offline. A NULL timestamp
-    counts as never."""
-    cutoff = online_cutoff(now)
-    if last_active is not None and last_active > cutoff:
-        return STATUS_ACTIVE
-    if last_connected is not None and last_connected > cutoff:
-        return STATUS_IDLE
-    return STATUS_OFFLINE
-
-
-def presence_status_q(status: str, now: datetime, *, path: str = "") -> Q:
-    """The filter selecting the presence rows :func:`presence_status` gives ``status``.
-
-    ``path`` is the relation from the filtered model to UserPresence (for example
-    ``"members__user__presence"``); through it, a missing row has no status at all."""
-
-    def field(name: str) -> str:
-        return f"{path}__{name}" if path else name
-
-    cutoff = online_cutoff(now)
-    not_active = Q(**{field("last_active_time__isnull"): True}) | Q(
-        **{field("last_active_time__lte"): cutoff}
-    )
-    if status == STATUS_ACTIVE:
-        return Q(**{field("last_active_time__gt"): cutoff})
-    if status == STATUS_IDLE:
-        return not_active & Q(**{field("last_connected_time__gt"): cutoff})
-    if status == STATUS_OFFLINE:
-        offline = not_active & (
-            Q(**{field("last_connected_time__isnull"): True})
-            | Q(**{field("last_connected_time__lte"): cutoff})
-        )
-        # Through a relation, NULL timestamps may mean "no row": that is not offline.
-        return offline & Q(**{f"{path}__isnull": False}) if path else offline
-    raise ValueError(f"unknown presence status {status!r}")
 
 
 def with_presence_counts(realms: QuerySet[Realm], now: datetime) -> QuerySet[Realm]:

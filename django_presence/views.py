@@ -183,7 +183,6 @@ class UserPresenceView(PresenceAPIView):
             *timestamps,
             now=timezone.now(),
             activity_offset_secs=presence_settings.LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS,
-            offline_threshold_secs=presence_settings.OFFLINE_THRESHOLD_SECS,
         )
         return self.success({"presence": presence})
 
