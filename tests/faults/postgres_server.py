@@ -130,7 +130,11 @@ class PostgresServer:
         self.log_path = self.root / "postgres.log"
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
-        self._initdb()
+        try:
+            self._initdb()
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
 
     def _initdb(self) -> None:
         result = subprocess.run(
@@ -295,9 +299,9 @@ def _wait_until_gone(pids: list[int], timeout: float) -> None:
 
 
 @contextmanager
-def private_postgres() -> Iterator[PostgresServer]:
-    """A started private cluster, ended and deleted on exit whatever happened; skips the test
-    (with the reason) where none can run."""
+def private_postgres(log_dir: Path | None = None) -> Iterator[PostgresServer]:
+    """A started private cluster, ended and deleted on exit whatever happened, its log copied
+    to ``log_dir`` first; skips the test (with the reason) where none can run."""
     reason = why_unavailable()
     if reason is not None:
         pytest.skip(reason)
@@ -308,11 +312,13 @@ def private_postgres() -> Iterator[PostgresServer]:
         server.start()
         yield server
     finally:
+        if log_dir is not None and server.log_path.exists():
+            shutil.copyfile(server.log_path, log_dir / "postgres.log")
         server.cleanup()
 
 
 @pytest.fixture(name="private_postgres")
-def private_postgres_fixture() -> Iterator[PostgresServer]:
-    """private_postgres() for one test."""
-    with private_postgres() as server:
+def private_postgres_fixture(tmp_path: Path) -> Iterator[PostgresServer]:
+    """private_postgres() for one test, its log kept in the test's tmp_path."""
+    with private_postgres(tmp_path) as server:
         yield server

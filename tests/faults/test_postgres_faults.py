@@ -117,7 +117,7 @@ def outage(
 ) -> Iterator[Outage]:
     fault = request.param
     directory = tmp_path_factory.mktemp(f"outage-{fault}")
-    with private_postgres() as postgres:
+    with private_postgres(directory) as postgres:
         env, accounts = prepare_example(postgres, directory, DBNAME)
         server = ExampleServer(
             directory / "unused.sqlite3", free_port(), directory / "server.log", asgi=True, **env

@@ -89,7 +89,7 @@ def session_states(conn: Any) -> list[str]:
 def kill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kill]:
     directory = tmp_path_factory.mktemp("server-kill")
     unused_sqlite = directory / "unused.sqlite3"
-    with private_postgres() as postgres:
+    with private_postgres(directory) as postgres:
         env, accounts = prepare_example(postgres, directory, DBNAME)
         port = free_port()
         first = ExampleServer(unused_sqlite, port, directory / "first.log", asgi=True, **env)
