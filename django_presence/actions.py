@@ -52,9 +52,9 @@ class MembershipError(ValueError):
     """Why a user cannot become a member of a realm; the message is for people."""
 
 
-def check_add_realm_member(user: AbstractBaseUser, realm: Realm) -> None:
-    """One realm per user, and one member per email within a realm (the API finds members by
-    email, case-insensitively). Raises MembershipError."""
+def validate_realm_membership(user: AbstractBaseUser, realm: Realm) -> None:
+    """The membership rules: one realm per user, and one member per email within a realm (the
+    API finds members by email, case-insensitively). Raises MembershipError."""
     email_field = user.get_email_field_name()
     email = user_email(user)
     current = RealmMember.objects.select_related("realm").filter(user_id=user.pk).first()
@@ -72,6 +72,19 @@ def check_add_realm_member(user: AbstractBaseUser, realm: Realm) -> None:
         )
 
 
+def check_add_realm_member(
+    user: AbstractBaseUser,
+    realm: Realm,
+    *,
+    role: int = RealmMember.Role.MEMBER,
+    is_bot: bool = False,
+) -> RealmMember:
+    """Make ``user`` a member of ``realm`` if validate_realm_membership allows it (else
+    MembershipError)."""
+    validate_realm_membership(user, realm)
+    return do_add_realm_member(user, realm, role=role, is_bot=is_bot)
+
+
 def do_add_realm_member(
     user: AbstractBaseUser,
     realm: Realm,
@@ -79,8 +92,8 @@ def do_add_realm_member(
     role: int = RealmMember.Role.MEMBER,
     is_bot: bool = False,
 ) -> RealmMember:
-    """Make ``user`` a member of ``realm`` (see check_add_realm_member for the rules)."""
-    check_add_realm_member(user, realm)
+    """Make ``user`` a member of ``realm``, unchecked: callers have run
+    validate_realm_membership (the database still refuses a second membership of a user)."""
     return RealmMember.objects.create(user_id=user.pk, realm=realm, role=role, is_bot=is_bot)
 
 
