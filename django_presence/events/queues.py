@@ -71,6 +71,10 @@ class EventQueue:
     newest_pruned_id: int = -1
     next_event_id: int = 0
     events: list[Event] = field(default_factory=list)
+    # The number of the GET events that connected last, and whether it waits for events: as in
+    # Zulip, a newer poll supersedes it, and a superseded poll answers at once.
+    current_poll: int = 0
+    poll_waiting: bool = False
     version: int = 0
 
     @classmethod
@@ -121,6 +125,12 @@ class EventQueue:
         if last_event_id != self.newest_pruned_id:
             return ZulipError(f"Event {last_event_id} was not in this queue")
         return None
+
+    def connect_poll(self, *, waiting: bool) -> int:
+        """Make a new GET events the queue's current poll; returns its number."""
+        self.current_poll += 1
+        self.poll_waiting = waiting
+        return self.current_poll
 
     def add_log_entries(
         self,

@@ -52,6 +52,10 @@ class EventBackend(ABC):
         """Remove the queue and wake a long poll waiting on it."""
 
     @abstractmethod
+    async def wake_queue(self, queue: EventQueue) -> None:
+        """Wake the long polls waiting on the queue, in every server process."""
+
+    @abstractmethod
     async def read_log(self, realm_id: int, after: str) -> list[tuple[str, LogEntry]]:
         """The realm's log entries after position ``after``, oldest first, at most
         MAX_ENTRIES_PER_READ."""

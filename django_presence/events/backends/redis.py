@@ -232,6 +232,9 @@ class RedisBackend(EventBackend):
         pipe.publish(wake_channel(queue.realm_id), queue.queue_id)
         await pipe.execute()
 
+    async def wake_queue(self, queue: EventQueue) -> None:
+        await self._async().client.publish(wake_channel(queue.realm_id), queue.queue_id)
+
     async def read_log(self, realm_id: int, after: str) -> list[tuple[str, LogEntry]]:
         entries = cast(
             StreamEntries,
