@@ -68,6 +68,9 @@ class EventQueue:
     last_connected: float
     # Position in the realm's log of the newest entry this queue has looked at (backend-defined).
     read_pos: str = ""
+    # The realm's count of presence events that could not be published, when the queue was
+    # registered: once it has grown, the queue may have missed one (docs/events.md).
+    events_lost: int = 0
     newest_pruned_id: int = -1
     next_event_id: int = 0
     events: list[Event] = field(default_factory=list)
@@ -86,6 +89,7 @@ class EventQueue:
         wants_presence: bool,
         slim_presence: bool,
         simplified_presence_events: bool,
+        events_lost: int = 0,
     ) -> EventQueue:
         return cls(
             queue_id=str(uuid.uuid4()),
@@ -95,6 +99,7 @@ class EventQueue:
             slim_presence=slim_presence,
             simplified_presence_events=simplified_presence_events,
             last_connected=now(),
+            events_lost=events_lost,
         )
 
     def to_json(self) -> str:

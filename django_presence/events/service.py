@@ -20,7 +20,12 @@ from django_presence.adapter import get_access_adapter
 from django_presence.conf import presence_settings
 from django_presence.exceptions import ZulipError
 from django_presence.models import RealmMember
-from django_presence.queries import get_presence_dict_by_realm, visible_event_subjects
+from django_presence.queries import (
+    get_presence_dict_by_realm,
+    loaded_lost_event_count,
+    lost_event_count,
+    visible_event_subjects,
+)
 
 from . import queues
 from .backends import EventBackend, get_event_backend
@@ -60,6 +65,7 @@ def register_event_queue(
         wants_presence=event_types is None or "presence" in event_types,
         slim_presence=slim_presence,
         simplified_presence_events=simplified_presence_events,
+        events_lost=lost_event_count(member.realm),
     )
     get_event_backend().create_queue(queue)
 
@@ -95,6 +101,9 @@ class _Poll:
     # that a poll woken by an event needs no thread otherwise.
     limited: bool
     activity_offset_secs: int
+    # The realm's count of lost presence events now: a queue registered at a lower count may
+    # have missed one.
+    events_lost: int
 
 
 @dataclass
@@ -126,6 +135,7 @@ async def get_events(
         limited=presence_settings.LIMIT_TO_ACCESSIBLE_USERS
         and await sync_to_async(_sees_only_some_users)(member),
         activity_offset_secs=presence_settings.LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS,
+        events_lost=await _lost_event_count(member),
     )
     connection = _Connection()
 
@@ -184,6 +194,14 @@ def _sees_only_some_users(member: RealmMember) -> bool:
     return not get_access_adapter().can_access_all_users(member)
 
 
+async def _lost_event_count(member: RealmMember) -> int:
+    """From the sequence row authentication loaded with the member, else in a thread."""
+    loaded = loaded_lost_event_count(member.realm)
+    if loaded is None:
+        return await sync_to_async(lost_event_count)(member.realm)
+    return loaded
+
+
 async def _collect(poll: _Poll, number: int, *, heartbeat: bool) -> EventQueue:
     """Add the queue's new events; with ``heartbeat``, a heartbeat if it still has none.
     Raises _Superseded, changing nothing, once the poll ``number`` is no longer the current one."""
@@ -237,6 +255,9 @@ async def _change_queue(poll: _Poll, change: Callable[[EventQueue], Awaitable[bo
                 logger.warning(
                     "User %s is not authorized for queue %s", poll.member.user_id, poll.queue_id
                 )
+            raise BadEventQueueIdError(poll.queue_id)
+        if queue.events_lost != poll.events_lost:
+            # The queue may have missed an event: its client must register again.
             raise BadEventQueueIdError(poll.queue_id)
         if not await change(queue) or await poll.backend.save_queue(queue):
             return queue
