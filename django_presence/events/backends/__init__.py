@@ -67,10 +67,12 @@ class EventBackend(ABC):
     @asynccontextmanager
     async def waiting(self, queue: EventQueue) -> AsyncIterator[Waiter]:
         """A Waiter that new entries of the queue's realm (or the queue's deletion) wake."""
-        await self.start_listening()
         waiter = Waiter(queue.realm_id, queue.queue_id)
         registry.add(waiter)
         try:
+            # Counted as waiting first: a subscriber that ends when no poll waits does so
+            # before this looks for it, or not at all.
+            await self.start_listening()
             yield waiter
         finally:
             registry.remove(waiter)
