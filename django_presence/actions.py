@@ -22,13 +22,12 @@ from django.utils import timezone
 from .conf import presence_settings
 from .formatting import format_modern_entry
 from .models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence, user_email
-from .queries import presence_event_recipients, stale_presence_rows
+from .queries import count_event_recipients, stale_presence_rows
 from .signals import presence_changed, presence_enabled_changed
+from .status import ACTIVE, REPORTED_STATUSES
 
 logger = logging.getLogger(__name__)
 
-STATUS_ACTIVE = UserPresence.LEGACY_STATUS_ACTIVE
-STATUS_IDLE = UserPresence.LEGACY_STATUS_IDLE
 
 # A NULL timestamp counts as this old, so the user is treated as newly online.
 NULL_TIMESTAMP_AGE = timedelta(days=1)
@@ -150,12 +149,13 @@ def do_revoke_api_keys(member: RealmMember) -> int:
 def update_user_presence(
     member: RealmMember, *, log_time: datetime, status: str, new_user_input: bool
 ) -> int | None:
-    """What a presence report does: nothing at all for a member in invisible mode. Returns the
-    update id of the row's write, None when nothing was written.
+    """What a presence report does: nothing at all for a member in invisible mode, or for a bot
+    (bots have no presence). Returns the update id of the row's write, None when nothing was
+    written.
 
     ``new_user_input`` feeds Zulip's usage statistics, which this app does not keep; it is
     accepted so clients can send it."""
-    if member.presence_enabled:
+    if member.presence_enabled and not member.is_bot:
         return do_update_user_presence(member, log_time=log_time, status=status)
     return None
 
@@ -182,13 +182,13 @@ def do_update_user_presence(
     backwards, keeps last_connected >= last_active, and bumps the realm sequence only when it
     writes. Must not run inside an outer transaction: the realm's sequence row is locked from
     the write until commit, and an outer transaction would hold that hot lock for longer."""
-    if status not in (STATUS_ACTIVE, STATUS_IDLE):
+    if status not in REPORTED_STATUSES:
         raise ValueError(f"invalid presence status {status!r}")
     conf = presence_settings
     # Zulip asserts this on every write; checks.py reports it at start-up as well.
     assert 3 * conf.PING_INTERVAL_SECS + 20 <= conf.OFFLINE_THRESHOLD_SECS
     min_freq = timedelta(seconds=conf.UPDATE_MIN_FREQ_SECONDS)
-    is_active = status == STATUS_ACTIVE
+    is_active = status == ACTIVE
 
     loaded = None if force_send_update else _loaded_presence_row(member)
     if loaded is not None and not _report_changes(
@@ -317,7 +317,7 @@ def do_set_presence_enabled(
             return
         member.presence_enabled = presence_enabled
         member.save(update_fields=["presence_enabled"])
-        if not presence_enabled:
+        if not presence_enabled and not member.is_bot:
             _backdate_presence_row(member, log_time)
 
         def send_enabled_changed() -> None:
@@ -331,11 +331,10 @@ def do_set_presence_enabled(
 
         transaction.on_commit(send_enabled_changed)
 
-    if presence_enabled:
-        # A separate transaction, as do_update_user_presence must not be nested.
-        do_update_user_presence(
-            member, log_time=log_time, status=STATUS_ACTIVE, force_send_update=True
-        )
+    if presence_enabled and not member.is_bot:
+        # A separate transaction, as do_update_user_presence must not be nested. Bots have no
+        # presence: the setting is kept, but no row is written and no event goes out.
+        do_update_user_presence(member, log_time=log_time, status=ACTIVE, force_send_update=True)
 
 
 def _backdate_presence_row(member: RealmMember, log_time: datetime) -> None:
@@ -404,9 +403,8 @@ def _too_many_recipients(member: RealmMember) -> bool:
     limit = presence_settings.USER_LIMIT_FOR_EVENTS
     if limit is None:
         return False  # no limit: nothing to count
-    recipients = presence_event_recipients(member.realm, member)
     # Counting one past the limit is enough to decide, however large the realm.
-    return recipients[: limit + 1].count() > limit
+    return count_event_recipients(member.realm, member, stop_after=limit + 1) > limit
 
 
 def do_record_lost_presence_event(realm: Realm) -> None:

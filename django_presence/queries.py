@@ -14,14 +14,9 @@ from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, Concat, Lower, NullIf, Trim
 from django.utils import timezone
 
-from .adapter import get_access_adapter
+from .access import accessible_user_ids, count_members_who_can_access
 from .conf import presence_settings
-from .formatting import (
-    datetime_to_microseconds,
-    legacy_entry,
-    legacy_status_at,
-    modern_entry_at,
-)
+from .formatting import datetime_to_microseconds, legacy_entry, modern_entry_at
 from .models import (
     PresenceSequence,
     Realm,
@@ -29,6 +24,7 @@ from .models import (
     UserPresence,
     user_model_has_field,
 )
+from .status import STATUSES, legacy_status_at, presence_status_q
 
 # presence_last_update_id when there is neither data nor a client baseline.
 NO_UPDATE_ID = -1
@@ -121,11 +117,6 @@ def read_realm_presence(
             # "nothing".
             days = max(-MAX_HISTORY_LIMIT_DAYS, min(history_limit_days, MAX_HISTORY_LIMIT_DAYS))
         connected_since = (now or timezone.now()) - timedelta(days=days)
-    accessible_user_ids = None
-    if presence_settings.LIMIT_TO_ACCESSIBLE_USERS:
-        adapter = get_access_adapter()
-        if not adapter.can_access_all_users(viewer):
-            accessible_user_ids = adapter.accessible_user_ids(viewer)
     rows = _RealmRows(
         database=presence_settings.READ_DATABASE or router.db_for_read(UserPresence),
         realm_id=realm.pk,
@@ -133,7 +124,7 @@ def read_realm_presence(
         # Incremental reads only: a full read takes the whole realm either way.
         up_to_update_id=newest_update_id if connected_since is None else None,
         connected_since=connected_since,
-        accessible_user_ids=accessible_user_ids,
+        accessible_user_ids=accessible_user_ids(viewer),
     )
     return RealmPresenceRead(rows, slim_presence=slim_presence, baseline=baseline)
 
@@ -344,7 +335,10 @@ def get_member_by_id_or_email(realm: Realm, user_id_or_email: str) -> RealmMembe
 
 def get_presence_for_user(realm: Realm, member: RealmMember) -> tuple[datetime, datetime] | None:
     """The member's (last_active, last_connected), NULLs replaced by the join date, with no time
-    window and whatever their invisible-mode setting; None when they have no row."""
+    window and whatever their invisible-mode setting; None when they have no row, or when the
+    realm has presence disabled (it then reveals nothing, as the realm-wide reads)."""
+    if realm.presence_disabled:
+        return None
     row = (
         UserPresence.objects.filter(realm_id=realm.pk, user_id=member.user_id)
         .values_list("last_active_time", "last_connected_time")
@@ -356,82 +350,15 @@ def get_presence_for_user(realm: Realm, member: RealmMember) -> tuple[datetime, 
     return last_active or member.date_joined, last_connected or member.date_joined
 
 
-def presence_event_recipients(realm: Realm, subject: RealmMember) -> QuerySet[RealmMember]:
-    """Who would receive a presence event about ``subject``: every active member of the realm
-    (bots included), or with access limiting on only those who may access the subject."""
-    recipients = active_members(realm)
-    if presence_settings.LIMIT_TO_ACCESSIBLE_USERS:
-        allowed = get_access_adapter().members_who_can_access(subject)
-        recipients = recipients.filter(pk__in=allowed.values("pk"))
-    return recipients
+def count_event_recipients(realm: Realm, subject: RealmMember, *, stop_after: int) -> int:
+    """How many members would receive a presence event about ``subject``: the active members of
+    the realm (bots included) who may see the subject, counted no further than
+    ``stop_after``."""
+    return count_members_who_can_access(subject, active_members(realm), stop_after=stop_after)
 
-
-def visible_event_subjects(realm: Realm, viewer: RealmMember, user_ids: set[int]) -> set[int]:
-    """Which of ``user_ids`` (subjects of presence events in ``realm``) ``viewer`` may receive
-    events about: all of them unless access limiting restricts the viewer; one query at most."""
-    if not presence_settings.LIMIT_TO_ACCESSIBLE_USERS:
-        return user_ids
-    adapter = get_access_adapter()
-    if adapter.can_access_all_users(viewer):
-        return user_ids
-    accessible = adapter.accessible_user_ids(viewer).filter(realm_id=realm.pk, user_id__in=user_ids)
-    return set(accessible)
-
-
-# Presence status and realm overviews -------------------------------------------------------
-
-STATUS_ACTIVE = "active"
-STATUS_IDLE = "idle"
-STATUS_OFFLINE = "offline"
-STATUSES = (STATUS_ACTIVE, STATUS_IDLE, STATUS_OFFLINE)
 
 # The relation from a realm to its members' presence rows: at most one row per member.
 _MEMBER_PRESENCE = "members__user__presence"
-
-
-def online_cutoff(now: datetime) -> datetime:
-    return now - timedelta(seconds=presence_settings.OFFLINE_THRESHOLD_SECS)
-
-
-def presence_status(
-    last_active: datetime | None, last_connected: datetime | None, now: datetime
-) -> str:
-    """What the Zulip web app would show: active if the last active report is younger than the
-    offline threshold, else idle if the last connection is, else offline. A NULL timestamp
-    counts as never."""
-    cutoff = online_cutoff(now)
-    if last_active is not None and last_active > cutoff:
-        return STATUS_ACTIVE
-    if last_connected is not None and last_connected > cutoff:
-        return STATUS_IDLE
-    return STATUS_OFFLINE
-
-
-def presence_status_q(status: str, now: datetime, *, path: str = "") -> Q:
-    """The filter selecting the presence rows :func:`presence_status` gives ``status``.
-
-    ``path`` is the relation from the filtered model to UserPresence (for example
-    ``"members__user__presence"``); through it, a missing row has no status at all."""
-
-    def field(name: str) -> str:
-        return f"{path}__{name}" if path else name
-
-    cutoff = online_cutoff(now)
-    not_active = Q(**{field("last_active_time__isnull"): True}) | Q(
-        **{field("last_active_time__lte"): cutoff}
-    )
-    if status == STATUS_ACTIVE:
-        return Q(**{field("last_active_time__gt"): cutoff})
-    if status == STATUS_IDLE:
-        return not_active & Q(**{field("last_connected_time__gt"): cutoff})
-    if status == STATUS_OFFLINE:
-        offline = not_active & (
-            Q(**{field("last_connected_time__isnull"): True})
-            | Q(**{field("last_connected_time__lte"): cutoff})
-        )
-        # Through a relation, NULL timestamps may mean "no row": that is not offline.
-        return offline & Q(**{f"{path}__isnull": False}) if path else offline
-    raise ValueError(f"unknown presence status {status!r}")
 
 
 def with_presence_counts(realms: QuerySet[Realm], now: datetime) -> QuerySet[Realm]:
@@ -531,10 +458,9 @@ def directory_members(realm: Realm, viewer: RealmMember) -> QuerySet[RealmMember
     realm read), each with its user and presence row joined in, ordered by the name the listing
     shows (where the user model has name fields), then email, so that pages are stable."""
     members = active_members(realm).filter(is_bot=False).select_related("user__presence")
-    if presence_settings.LIMIT_TO_ACCESSIBLE_USERS:
-        adapter = get_access_adapter()
-        if not adapter.can_access_all_users(viewer):
-            members = members.filter(user_id__in=adapter.accessible_user_ids(viewer))
+    allowed = accessible_user_ids(viewer)
+    if allowed is not None:
+        members = members.filter(user_id__in=allowed)
     email = Lower(f"user__{_user_email_field()}")
     if not (user_model_has_field("first_name") and user_model_has_field("last_name")):
         return members.order_by(email, "user_id")

@@ -220,6 +220,30 @@ def test_sequence_is_per_realm(make_member):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("had_a_row", [False, True], ids=["no row", "an old row"])
+def test_a_bot_toggling_invisible_mode_gets_no_presence(
+    make_member, received, django_capture_on_commit_callbacks, had_a_row
+):
+    """Bots have no presence: switching invisible mode off and on keeps the setting but writes
+    no row and sends no presence_changed (so no presence event), whatever row a bot has."""
+    bot = make_member(is_bot=True)
+    if had_a_row:  # written before bots were refused, or by a host calling the action itself
+        report(bot, 0)
+        received.clear()
+    rows_before = list(UserPresence.objects.values_list("id", "last_update_id"))
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.do_set_presence_enabled(bot, False)
+        actions.do_set_presence_enabled(bot, True)
+        actions.update_user_presence(
+            bot, log_time=timezone.now(), status="active", new_user_input=True
+        )
+    assert list(UserPresence.objects.values_list("id", "last_update_id")) == rows_before
+    assert [name for name, _kwargs in received] == ["presence_enabled_changed"] * 2
+    bot.refresh_from_db()
+    assert bot.presence_enabled is True
+
+
+@pytest.mark.django_db
 def test_lost_presence_events_are_counted_per_realm(make_member):
     hamlet = make_member()
     other_realm = actions.do_create_realm("other", "Other")
