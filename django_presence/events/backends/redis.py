@@ -177,7 +177,7 @@ class _AsyncClient:
 
 class _Listener(threading.Thread):
     """This process's subscriber: one connection, pattern-subscribed to every realm's wake
-    channel, for the life of the process. It reconnects by itself. Whenever it loses its
+    channel, while polls wait. It reconnects by itself. Whenever it loses its
     subscription it wakes every waiting poll, which reads its queue again: with Redis down,
     that read fails and the poll answers with the error at once, instead of at the end of the
     long poll. After it subscribes again it wakes them all again, since wake-ups published
@@ -361,7 +361,8 @@ class RedisBackend(EventBackend):
         pattern = wake_channel("*")
         with self._lock:
             listener = self._listeners.get((url, pattern))
-            if listener is None:
+            # One that died of an unexpected error is replaced rather than trusted.
+            if listener is None or not listener.is_alive():
                 listener = _Listener(url, pattern, self._retire_if_idle)
                 self._listeners[(url, pattern)] = listener
                 listener.start()
