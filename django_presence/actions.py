@@ -267,25 +267,21 @@ def _report_changes(
 
 
 def _lock_presence_row(user_id: int) -> tuple[int, datetime | None, datetime | None] | None:
-    """(id, last_active, last_connected) of the user's row, locked until commit; None when the
-    user has none. Written out on PostgreSQL, where building and compiling the QuerySet costs
-    more than the round trip."""
-    if connection.vendor != "postgresql":
-        return (
-            UserPresence.objects.select_for_update()
-            .filter(user_id=user_id)
-            .values_list("id", "last_active_time", "last_connected_time")
-            .first()
-        )
+    """(id, last_active, last_connected) of the user's row, locked until commit (SQLite has no
+    row locks: its writers take the database lock at BEGIN); None when the user has none.
+    Written out: building and compiling the QuerySet would cost more than the round trip."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {_quoted(UserPresence, 'id')}, {_quoted(UserPresence, 'last_active_time')},"
             f" {_quoted(UserPresence, 'last_connected_time')} FROM {_quoted(UserPresence)}"
-            f" WHERE {_quoted(UserPresence, 'user')} = %s FOR UPDATE",
+            f" WHERE {_quoted(UserPresence, 'user')} = %s{lock}",
             [user_id],
         )
         row = cursor.fetchone()
-    return None if row is None else (row[0], row[1], row[2])
+    if row is None:
+        return None
+    return row[0], _datetime_from_db(row[1]), _datetime_from_db(row[2])
 
 
 def _loaded_presence_row(member: RealmMember) -> UserPresence | None:
@@ -462,9 +458,15 @@ def do_purge_presence_rows(
 
 # The last statement of a presence write ----------------------------------------------------
 #
-# The realm's sequence row is incremented and the presence row written in one statement on
-# PostgreSQL (a data-modifying CTE) and in two on other databases. Either way it is the last
-# thing the transaction does, so the sequence row stays locked only from here to commit.
+# The realm's sequence row is incremented and the presence row written in one statement where
+# the database has data-modifying CTEs (PostgreSQL), else in two; both forms are built from the
+# same statements below, and tests/test_actions.py runs both on the same data. Either way it
+# is the last thing the transaction does, so the sequence row stays locked only from here to
+# commit, and for one round trip on PostgreSQL.
+
+
+def _one_statement_writes() -> bool:
+    return connection.vendor == "postgresql"
 
 
 def _quoted(model: type[Any], field: str | None = None) -> str:
@@ -475,6 +477,16 @@ def _quoted(model: type[Any], field: str | None = None) -> str:
 
 def _adapt(value: datetime | None) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
+
+
+def _datetime_from_db(value: Any) -> datetime | None:
+    """A timestamp column as a plain cursor read it, converted as a QuerySet would (SQLite's
+    are naive until then)."""
+    column = UserPresence._meta.get_field("last_active_time").get_col(UserPresence._meta.db_table)
+    for converter in connection.ops.get_db_converters(column):
+        value = converter(value, column, connection)
+    converted: datetime | None = value
+    return converted
 
 
 def _ensure_presence_sequence(realm_id: int) -> None:
@@ -537,7 +549,7 @@ def _insert_presence_row(
     values = [member.user_id, member.realm_id, _adapt(last_active), _adapt(last_connected)]
 
     def write(cursor: Any) -> tuple[int | None, bool]:
-        if connection.vendor == "postgresql":
+        if _one_statement_writes():
             cursor.execute(
                 f"WITH seq AS ({_next_update_id_sql()}), "
                 f"ins AS (INSERT INTO {table} ({columns}) "
@@ -569,7 +581,7 @@ def _update_presence_row(
     id_column = _quoted(UserPresence, "id")
 
     def write(cursor: Any) -> tuple[int | None, bool]:
-        if connection.vendor == "postgresql":
+        if _one_statement_writes():
             cursor.execute(
                 f"WITH seq AS ({_next_update_id_sql()}) "
                 f"UPDATE {table} SET {assignments}, {update_id_column} = seq.last_update_id "

@@ -3,15 +3,12 @@ carry come from status.py."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from .status import aggregated_status, legacy_status
 
 LEGACY_CLIENT_NAME = "website"
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-ONE_MICROSECOND = timedelta(microseconds=1)
 
 ModernEntry = dict[str, int]
 LegacyEntry = dict[str, dict[str, Any]]
@@ -33,14 +30,6 @@ def format_modern_entry(last_active: datetime, last_connected: datetime) -> Mode
 def modern_entry_at(active_at: float, connected_at: float) -> ModernEntry:
     """format_modern_entry on UNIX seconds as ``datetime.timestamp()`` gives them."""
     return {"active_timestamp": int(active_at), "idle_timestamp": int(connected_at)}
-
-
-def datetime_to_microseconds(value: datetime) -> int:
-    """Exact UNIX microseconds. ``microseconds / 1_000_000`` is then the very float that
-    ``value.timestamp()`` returns (both are one correctly rounded division), so the functions
-    below that take seconds as floats give the same answers as those that take datetimes."""
-    aware = value if value.tzinfo is not None else value.astimezone()
-    return (aware - EPOCH) // ONE_MICROSECOND
 
 
 def legacy_entry(status: str, timestamp: int) -> LegacyEntry:
