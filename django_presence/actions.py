@@ -16,6 +16,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from .conf import presence_settings
@@ -429,6 +430,19 @@ def _too_many_recipients(member: RealmMember) -> bool:
         return False  # no limit: nothing to count
     # Counting one past the limit is enough to decide, however large the realm.
     return count_event_recipients(member.realm, member, stop_after=limit + 1) > limit
+
+
+def do_record_lost_presence_event(realm: Realm) -> None:
+    """Count a presence event of ``realm`` that could not be published (the event backend was
+    down): every event queue of the realm registered before it answers BAD_EVENT_QUEUE_ID at
+    its next poll, so that its client registers again and fetches the state afresh instead of
+    missing the change for good (docs/events.md). One short transaction, run after the presence
+    write's commit, by the receiver that publishes."""
+    with transaction.atomic():
+        lost = F("events_lost") + 1
+        if not PresenceSequence.objects.filter(realm=realm).update(events_lost=lost):
+            _ensure_presence_sequence(realm.pk)
+            PresenceSequence.objects.filter(realm=realm).update(events_lost=lost)
 
 
 # Purging old rows ---------------------------------------------------------------------------

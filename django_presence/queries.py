@@ -235,6 +235,26 @@ def loaded_update_id(realm: Realm) -> int | None:
     return sequence.last_update_id if isinstance(sequence, PresenceSequence) else None
 
 
+def loaded_lost_event_count(realm: Realm) -> int | None:
+    """The realm's count of presence events that could not be published
+    (actions.do_record_lost_presence_event) if its sequence row was loaded with the realm (0
+    for a realm without one), else None; never a query."""
+    sequence_rel = PresenceSequence._meta.get_field("realm").remote_field
+    if not sequence_rel.is_cached(realm):
+        return None
+    sequence = sequence_rel.get_cached_value(realm)
+    return sequence.events_lost if isinstance(sequence, PresenceSequence) else 0
+
+
+def lost_event_count(realm: Realm) -> int:
+    """The same, with one query when the sequence row was not loaded."""
+    loaded = loaded_lost_event_count(realm)
+    if loaded is not None:
+        return loaded
+    sequences = PresenceSequence.objects.filter(realm=realm)
+    return sequences.values_list("events_lost", flat=True).first() or 0
+
+
 # Rows read from the cursor, and entries built, per step of a realm read.
 READ_CHUNK_SIZE = 2000
 
