@@ -166,8 +166,11 @@ class ZulipParamsSerializer(serializers.Serializer):  # type: ignore[type-arg]
     silently_accepted: ClassVar[frozenset[str]] = frozenset({"client"})
 
     @classmethod
-    def parse(cls, params: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
-        serializer = cls(data=dict(params))
+    def parse(cls, params: Mapping[str, object]) -> tuple[dict[str, Any], list[str]]:
+        # A multipart body's files come with its fields, but are no parameters: Zulip reads
+        # request.POST, which has none.
+        params = {name: value for name, value in params.items() if isinstance(value, str)}
+        serializer = cls(data=params)
         if not serializer.is_valid():
             raise cls._first_error(serializer.errors)
         known = set(serializer.fields) | cls.silently_accepted
