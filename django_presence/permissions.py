@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
@@ -27,6 +28,23 @@ def get_request_member(request: Request) -> RealmMember:
             "This user is not a member of any organization", code="UNAUTHORIZED", http_status=403
         ) from None
     request.auth = member
+    return member
+
+
+def member_allowed_in(user: Any) -> RealmMember | None:
+    """The membership through which ``user`` may use the presence API, or None: anonymous
+    users, users of no realm, deactivated members and members of deactivated realms get None.
+    The rule the API applies, for a host's own pages (the example project's index and
+    directory)."""
+    if not (user and user.is_authenticated):
+        return None
+    member = RealmMember.objects.select_related("realm", "user").filter(user_id=user.pk).first()
+    if member is None:
+        return None
+    try:
+        check_member_can_authenticate(member)
+    except AuthenticationFailed:
+        return None
     return member
 
 

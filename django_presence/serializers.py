@@ -13,7 +13,7 @@ from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
 from .exceptions import ZulipError
-from .models import UserPresence
+from .status import REPORTED_STATUSES
 
 # Zulip decodes parameters with pydantic's JSON parser, which refuses a non-empty array or object
 # nested deeper than this; the standard library's recursive parser would instead overflow the
@@ -205,7 +205,7 @@ class UpdatePresenceParams(ZulipParamsSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # Checked after every type check, as Zulip does.
-        if UserPresence.status_from_string(attrs["status"]) is None:
+        if attrs["status"] not in REPORTED_STATUSES:
             raise serializers.ValidationError(f"Invalid status: {attrs['status']}")
         return attrs
 

@@ -23,11 +23,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import __version__
+from .access import can_access
 from .actions import do_set_presence_enabled, update_user_presence
-from .adapter import get_access_adapter
 from .authentication import ZulipApiKeyAuthentication, ZulipSessionAuthentication
 from .conf import presence_settings
-from .exceptions import ZulipError, zulip_exception_handler
+from .exceptions import ZulipError, allow_header, zulip_exception_handler
 from .formatting import format_single_user_entry
 from .permissions import IsActiveRealmMember, get_request_member
 from .queries import (
@@ -81,13 +81,23 @@ class PresenceAPIView(APIView):
     def get_exception_handler(self) -> Any:
         return zulip_exception_handler
 
+    @property
+    def default_response_headers(self) -> dict[str, str]:
+        # DRF adds Allow to every answer; Zulip sends it with 405 and OPTIONS only.
+        return {}
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Zulip picks the view by method before it authenticates: a method the path does not
-        # serve is a 405 even without credentials (DRF would answer 401 first).
-        method = str(request.method).lower()
-        if method not in self.http_method_names or not hasattr(self, method):
+        # serve is a 405 even without credentials (DRF would answer 401 first), and OPTIONS
+        # is answered to anyone.
+        if str(request.method).upper() not in self.allowed_methods:
             raise exceptions.MethodNotAllowed(str(request.method))
-        super().initial(request, *args, **kwargs)
+        if request.method != "OPTIONS":
+            super().initial(request, *args, **kwargs)
+
+    def options(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        """Zulip's answer: 204 and the methods, instead of DRF's metadata."""
+        return Response(status=204, headers={"Allow": allow_header(self.allowed_methods)})
 
     def parse_params(
         self, request: Request, params_class: type[ZulipParamsSerializer]
@@ -132,13 +142,12 @@ class UpdatePresenceView(PresenceAPIView):
             history_limit_days=params.get("history_limit_days"),
             newest_update_id=_newest(loaded_update_id(member.realm), written_id),
         )
-        presences = presences_fragment(read.chunks())
+        presences, last_update_id = read.consume(presences_fragment)
         return self.success(
             {
                 "presences": presences,
                 "server_timestamp": time.time(),
-                # Final only once the chunks are read.
-                "presence_last_update_id": read.last_update_id,
+                "presence_last_update_id": last_update_id,
             }
         )
 
@@ -162,9 +171,7 @@ class UserPresenceView(PresenceAPIView):
             raise ZulipError("No such user")
         if target.is_bot:
             raise ZulipError("Presence is not supported for bot users.")
-        if presence_settings.LIMIT_TO_ACCESSIBLE_USERS and not get_access_adapter().can_access(
-            viewer, target
-        ):
+        if not can_access(viewer, target):
             raise ZulipError("Insufficient permission")
         timestamps = get_presence_for_user(realm, target)
         if timestamps is None:
@@ -173,7 +180,6 @@ class UserPresenceView(PresenceAPIView):
             *timestamps,
             now=timezone.now(),
             activity_offset_secs=presence_settings.LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS,
-            offline_threshold_secs=presence_settings.OFFLINE_THRESHOLD_SECS,
         )
         return self.success({"presence": presence})
 
@@ -185,7 +191,7 @@ class RealmPresenceView(PresenceAPIView):
         viewer = get_request_member(request)
         self.parse_params(request, NoParams)
         read = read_realm_presence(viewer.realm, viewer, slim_presence=False)
-        presences = presences_fragment(read.chunks())
+        presences, _last_update_id = read.consume(presences_fragment)
         return self.success({"presences": presences, "server_timestamp": time.time()})
 
 

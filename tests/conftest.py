@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import pytest
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from django_presence import actions
@@ -55,3 +57,14 @@ def api_client_for() -> Callable[[RealmMember], ZulipClient]:
         return client
 
     return make
+
+
+@pytest.fixture
+def rate_limited(settings):
+    """PRESENCE_API_RATE of 2 requests a minute, on a fixed clock: every request falls in the
+    same window, so the wait is exactly 60 s."""
+    settings.PRESENCE_API_RATE = "2/min"
+    cache.clear()
+    with mock.patch("rest_framework.throttling.SimpleRateThrottle.timer", return_value=1e9):
+        yield
+    cache.clear()

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from django_presence import actions
-from django_presence.models import PresenceSequence, Realm, UserPresence
+from django_presence.models import PresenceSequence, Realm, RealmMember, UserPresence
 from django_presence.signals import presence_changed, presence_enabled_changed
+
+from .factories import RealmFactory, UserFactory
 
 T0 = timezone.now().replace(microsecond=0) - timedelta(days=1)
 
@@ -217,3 +219,80 @@ def test_sequence_is_per_realm(make_member):
     report(stranger, 0)
     assert row(hamlet).last_update_id == 2
     assert row(stranger).last_update_id == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("had_a_row", [False, True], ids=["no row", "an old row"])
+def test_a_bot_toggling_invisible_mode_gets_no_presence(
+    make_member, received, django_capture_on_commit_callbacks, had_a_row
+):
+    """Bots have no presence: switching invisible mode off and on keeps the setting but writes
+    no row and sends no presence_changed (so no presence event), whatever row a bot has."""
+    bot = make_member(is_bot=True)
+    if had_a_row:  # written before bots were refused, or by a host calling the action itself
+        report(bot, 0)
+        received.clear()
+    rows_before = list(UserPresence.objects.values_list("id", "last_update_id"))
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.do_set_presence_enabled(bot, False)
+        actions.do_set_presence_enabled(bot, True)
+        actions.update_user_presence(
+            bot, log_time=timezone.now(), status="active", new_user_input=True
+        )
+    assert list(UserPresence.objects.values_list("id", "last_update_id")) == rows_before
+    assert [name for name, _kwargs in received] == ["presence_enabled_changed"] * 2
+    bot.refresh_from_db()
+    assert bot.presence_enabled is True
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="both write forms run only where CTEs can write"
+)
+def test_the_one_and_two_statement_writes_agree(make_member, monkeypatch):
+    """The same reports through the PostgreSQL one-statement form and the two-statement form of
+    other databases leave the same rows, update ids and sequences."""
+
+    def outcome(one_statement: bool) -> list[tuple]:
+        monkeypatch.setattr(actions, "_one_statement_writes", lambda: one_statement)
+        realm = actions.do_create_realm(f"forms-{one_statement}", "Forms")
+        members = [make_member(realm=realm) for _ in range(3)]
+        for seconds, member, status in [
+            (0, members[0], "active"),
+            (0, members[1], "idle"),
+            (100, members[0], "idle"),
+            (200, members[0], "active"),
+            (300, members[2], "active"),
+            (400, members[1], "active"),
+        ]:
+            report(member, seconds, status)
+        # A realm with no sequence row: the write makes one and retries.
+        PresenceSequence.objects.filter(realm=realm).delete()
+        report(members[2], 500)
+        rows = UserPresence.objects.filter(realm=realm).order_by("last_update_id")
+        return [
+            (
+                members.index(next(m for m in members if m.user_id == row.user_id)),
+                row.last_active_time,
+                row.last_connected_time,
+                row.last_update_id,
+            )
+            for row in rows
+        ] + [PresenceSequence.objects.get(realm=realm).last_update_id]
+
+    assert outcome(True) == outcome(False)
+
+
+@pytest.mark.django_db
+def test_check_add_realm_member_validates_then_adds(realm):
+    user = UserFactory(email="Ada@Example.com")
+    member = actions.check_add_realm_member(user, realm, role=RealmMember.Role.GUEST)
+    assert (member.realm, member.role, member.is_bot) == (realm, RealmMember.Role.GUEST, False)
+    with pytest.raises(actions.MembershipError, match="already belongs to realm 'zulip'"):
+        actions.check_add_realm_member(user, RealmFactory())
+    namesake = UserFactory(email="ada@example.com")
+    with pytest.raises(actions.MembershipError, match="already has the email"):
+        actions.check_add_realm_member(namesake, realm)
+    # do_add_realm_member writes without these checks: the caller validated.
+    other_realm = RealmFactory()
+    assert actions.do_add_realm_member(namesake, other_realm).realm == other_realm

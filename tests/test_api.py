@@ -8,10 +8,8 @@ import base64
 import io
 from datetime import timedelta
 from typing import Any
-from unittest import mock
 
 import pytest
-from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -422,16 +420,6 @@ def test_user_without_membership(django_user_model):
 
 
 # Rate limiting -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def rate_limited(settings):
-    settings.PRESENCE_API_RATE = "2/min"
-    cache.clear()
-    # A fixed clock: every request falls in the same window, so the wait is exactly 60 s.
-    with mock.patch("rest_framework.throttling.SimpleRateThrottle.timer", return_value=1e9):
-        yield
-    cache.clear()
 
 
 @pytest.mark.usefixtures("rate_limited")

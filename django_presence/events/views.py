@@ -1,25 +1,21 @@
-"""``POST register`` (a DRF view like the others) and ``GET``/``DELETE events`` (a plain async
+"""``POST register`` (a DRF view like the others) and ``GET``/``DELETE events`` (an async
 Django view: a long poll waits on the event loop instead of holding a thread; DRF has no async
-views). Both are thin: the work is in events.service.
+views, so events_view runs the same DRF pipeline around its asynchronous part). Both are thin:
+the work is in events.service.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
-
 from asgiref.sync import sync_to_async
 from django.db import connections, transaction
-from django.http import HttpRequest, JsonResponse, QueryDict
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from django_presence.authentication import ZulipApiKeyAuthentication, ZulipSessionAuthentication
-from django_presence.exceptions import ZulipError, zulip_exception_handler
+from django_presence.exceptions import ZulipError
 from django_presence.models import RealmMember
-from django_presence.permissions import IsActiveRealmMember, get_request_member
+from django_presence.permissions import get_request_member
 from django_presence.views import ZULIP_FEATURE_LEVEL, ZULIP_VERSION, PresenceAPIView
 
 from .serializers import DeleteQueueParams, GetEventsParams, RegisterParams
@@ -56,18 +52,42 @@ class RegisterQueueView(PresenceAPIView):
         )
 
 
-def authenticate_member(request: HttpRequest) -> RealmMember:
-    """The caller, authenticated exactly as the DRF views do (API key, or session with CSRF
-    checked on DELETE). Synchronous: it reads the database."""
-    drf_request = Request(
-        request, authenticators=[ZulipApiKeyAuthentication(), ZulipSessionAuthentication()]
-    )
-    try:
-        if not IsActiveRealmMember().has_permission(drf_request, view=None):
-            raise exceptions.NotAuthenticated()
-        return get_request_member(drf_request)
-    finally:
-        _release_connections()
+class EventsEndpoint(PresenceAPIView):
+    """The request pipeline of ``GET`` and ``DELETE events``: the one every endpoint uses
+    (method check, authentication, permission, rate limit, parameters, envelope, errors), run by
+    events_view around its asynchronous part. A long poll counts once against
+    PRESENCE_API_RATE, when it starts."""
+
+    # Served by events_view, not by DRF's dispatch: named for the method check and Allow.
+    @property
+    def allowed_methods(self) -> list[str]:
+        return [*EVENTS_METHODS, "OPTIONS"]
+
+    def admit(self) -> RealmMember:
+        """Everything before the work, synchronously (it reads the database and the cache):
+        the caller's membership, or the pipeline's error."""
+        try:
+            self.initial(self.request)
+            return get_request_member(self.request)
+        finally:
+            _release_connections()
+
+    def start(self, request: HttpRequest) -> None:
+        self.args, self.kwargs = (), {}
+        self.request = self.initialize_request(request)
+        self.headers = self.default_response_headers
+
+    def respond(self, response: Response) -> HttpResponse:
+        """A rendered plain response: Django would otherwise render a DRF Response in a thread,
+        one thread hop per answered long poll."""
+        finalized = self.finalize_response(self.request, response)
+        assert isinstance(finalized, Response)
+        finalized.render()
+        plain = HttpResponse(finalized.content, status=finalized.status_code)
+        for header, value in finalized.items():
+            plain[header] = value
+        plain._has_been_logged = getattr(finalized, "_has_been_logged", False)  # type: ignore[attr-defined]
+        return plain
 
 
 def _release_connections() -> None:
@@ -79,70 +99,45 @@ def _release_connections() -> None:
             connection.close_if_unusable_or_obsolete()
 
 
-def _params(request: HttpRequest) -> dict[str, str]:
-    """Query parameters, and for DELETE the form body the zulip package sends (which Django
-    does not parse for that method); the body wins."""
-    params = {key: request.GET[key] for key in request.GET}
-    if request.method != "GET" and request.content_type == "application/x-www-form-urlencoded":
-        body = QueryDict(request.body, encoding=request.encoding)
-        params.update({key: body[key] for key in body})
-    return params
-
-
-def _success(data: dict[str, Any], ignored: list[str]) -> JsonResponse:
-    body: dict[str, Any] = {"result": "success", "msg": "", **data}
-    if ignored:
-        body["ignored_parameters_unsupported"] = ignored
-    return JsonResponse(body)
-
-
-def _error(exc: exceptions.APIException) -> JsonResponse:
-    """Zulip's error envelope, from the handler the DRF views use."""
-    context: dict[str, Any] = {"view": SimpleNamespace(allowed_methods=list(EVENTS_METHODS))}
-    drf_response = zulip_exception_handler(exc, context)
-    assert drf_response is not None  # the handler answers every APIException
-    response = JsonResponse(drf_response.data, status=drf_response.status_code)
-    for header in ("WWW-Authenticate", "Retry-After"):
-        if header in drf_response:
-            response[header] = drf_response[header]
-    return response
-
-
-async def _get_events(member: RealmMember, params: dict[str, str]) -> JsonResponse:
-    values, ignored = GetEventsParams.parse(params)
+async def _get_events(endpoint: EventsEndpoint, member: RealmMember) -> Response:
+    params = endpoint.parse_params(endpoint.request, GetEventsParams)
     # Checked after the types, as Zulip does, and without var_name: Zulip raises these itself.
-    if "queue_id" not in values:
+    if "queue_id" not in params:
         raise ZulipError("Missing 'queue_id' argument")
-    if "last_event_id" not in values:
+    if "last_event_id" not in params:
         raise ZulipError("Missing 'last_event_id' argument")
     data = await get_events(
         member,
-        queue_id=values["queue_id"],
-        last_event_id=values["last_event_id"],
-        dont_block=values["dont_block"],
+        queue_id=params["queue_id"],
+        last_event_id=params["last_event_id"],
+        dont_block=params["dont_block"],
     )
-    return _success(data, ignored)
+    return endpoint.success(data)
 
 
-async def _delete_queue(member: RealmMember, params: dict[str, str]) -> JsonResponse:
-    values, ignored = DeleteQueueParams.parse(params)
-    await delete_event_queue(member, values["queue_id"])
-    return _success({}, ignored)
+async def _delete_queue(endpoint: EventsEndpoint, member: RealmMember) -> Response:
+    params = endpoint.parse_params(endpoint.request, DeleteQueueParams)
+    await delete_event_queue(member, params["queue_id"])
+    return endpoint.success()
 
 
 # CSRF: exempt here, and enforced for session requests by the session authentication above,
 # as DRF does; API-key requests carry no token. Not atomic: queue work is not database work.
 @transaction.non_atomic_requests
 @csrf_exempt
-async def events_view(request: HttpRequest) -> JsonResponse:
+async def events_view(request: HttpRequest) -> HttpResponse:
     """GET events (long poll) and DELETE events."""
+    endpoint = EventsEndpoint()
+    endpoint.start(request)
     try:
-        # The method first, as Zulip does: a 405 needs no credentials.
-        if request.method not in ("GET", "DELETE"):
-            raise exceptions.MethodNotAllowed(str(request.method))
-        member = await sync_to_async(authenticate_member)(request)
-        if request.method == "GET":
-            return await _get_events(member, _params(request))
-        return await _delete_queue(member, _params(request))
-    except exceptions.APIException as exc:
-        return _error(exc)
+        if request.method == "OPTIONS":
+            response = endpoint.options(endpoint.request)
+        else:
+            member = await sync_to_async(endpoint.admit)()
+            if request.method == "GET":
+                response = await _get_events(endpoint, member)
+            else:
+                response = await _delete_queue(endpoint, member)
+    except Exception as exc:  # every failure is an envelope; the handler logs unexpected ones
+        response = endpoint.handle_exception(exc)
+    return endpoint.respond(response)

@@ -6,25 +6,23 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
 from django_presence.models import RealmMember
+from django_presence.permissions import member_allowed_in
 from django_presence.queries import get_presence_dict_by_realm
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    context: dict[str, Any] = {"member": None, "rows": []}
-    if request.user.is_authenticated:
-        try:
-            member = RealmMember.objects.select_related("realm").get(user_id=request.user.pk)
-        except ObjectDoesNotExist:
-            member = None
-        if member is not None:
-            context["member"] = member
-            context["rows"] = _presence_rows(member)
+    # The app's own rule: deactivated members and members of deactivated realms see no more
+    # here than the API shows them.
+    member = member_allowed_in(request.user)
+    context: dict[str, Any] = {
+        "member": member,
+        "rows": _presence_rows(member) if member is not None else [],
+    }
     return render(request, "demo/index.html", context)
 
 
@@ -53,5 +51,8 @@ def _presence_rows(viewer: RealmMember) -> list[dict[str, Any]]:
 @login_required
 def directory(request: HttpRequest) -> HttpResponse:
     """The team directory: a page that reads GET directory/members, reports the viewer's own
-    presence and follows presence events, all from the browser with the session."""
+    presence and follows presence events, all from the browser with the session. Refused, as
+    the API refuses them, to users the app does not let in."""
+    if member_allowed_in(request.user) is None:
+        return render(request, "demo/not_allowed.html", status=403)
     return render(request, "demo/directory.html")
