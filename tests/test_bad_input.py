@@ -104,9 +104,8 @@ ENDPOINTS = [
     Endpoint(
         "GET", "events", {"queue_id": "queue_id", "last_event_id": "int", "dont_block": "bool"}
     ),
-    # The zulip package sends DELETE events as a form body, which the view reads (Django
-    # parses no body for DELETE); it reads no multipart body.
-    Endpoint("DELETE", "events", {"queue_id": "queue_id"}, ("query", "form")),
+    # The zulip package sends DELETE events as a form body (which Django alone would not parse).
+    Endpoint("DELETE", "events", {"queue_id": "queue_id"}, BODIES),
     Endpoint(
         "GET",
         "directory/members",
