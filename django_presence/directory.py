@@ -16,18 +16,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .conf import presence_settings
-from .exceptions import ZulipError
 from .filters import STATUS_NEVER, DirectoryFilterSet
 from .formatting import datetime_to_timestamp
 from .models import Realm, RealmMember, UserPresence
 from .permissions import get_request_member
-from .queries import directory_members, loaded_update_id
-from .serializers import (
-    JsonIntegerField,
-    JsonIntegerListField,
-    RawStringField,
-    ZulipParamsSerializer,
-)
+from .queries import directory_members, loaded_update_id, page_of
+from .serializers import JsonIntegerField, JsonIntegerListField, ZulipParamsSerializer
 from .status import presence_status
 from .views import PresenceAPIView
 
@@ -40,14 +34,15 @@ SQL_INTEGERS = range(-(2**63), 2**63)
 
 
 class DirectoryParams(ZulipParamsSerializer):
-    """The pagination parameters and ``user_ids``; the other filters are declared so they are
-    not reported as ignored, and validated by DirectoryFilterSet."""
+    """The pagination parameters and ``user_ids``. The filters are DirectoryFilterSet's, which
+    validates them; they are known parameters here, never reported as ignored."""
+
+    silently_accepted = ZulipParamsSerializer.silently_accepted | frozenset(
+        DirectoryFilterSet.base_filters
+    )
 
     page = JsonIntegerField(required=False, default=1)
     page_size = JsonIntegerField(required=False, default=DEFAULT_PAGE_SIZE)
-    role = RawStringField(required=False)
-    search = RawStringField(required=False)
-    status = RawStringField(required=False)
     user_ids = JsonIntegerListField(required=False)
 
     def validate_page(self, value: int) -> int:
@@ -65,7 +60,9 @@ class DirectoryParams(ZulipParamsSerializer):
             raise serializers.ValidationError(
                 f"Invalid user_ids: at most {MAX_USER_IDS} ids are allowed"
             )
-        return value
+        # Ids the listing leaves out, or that no user has, simply match no one: those SQL
+        # cannot compare (SQLite refuses them) are dropped here.
+        return [user_id for user_id in value if user_id in SQL_INTEGERS]
 
 
 def _full_name(member: RealmMember) -> str:
@@ -108,31 +105,19 @@ class DirectoryMembersView(PresenceAPIView):
         params = self.parse_params(request, DirectoryParams)
         realm = viewer.realm
         now = timezone.now()
-        members = directory_members(realm, viewer)
-        if "user_ids" in params:
-            # Ids the listing leaves out, or that no user has, simply match no one.
-            user_ids = [user_id for user_id in params["user_ids"] if user_id in SQL_INTEGERS]
-            members = members.filter(user_id__in=user_ids)
-        filterset = DirectoryFilterSet(
+        members = DirectoryFilterSet.apply(
             request.query_params,
-            queryset=members,
+            directory_members(realm, viewer, user_ids=params.get("user_ids")),
             now=now,
             presence_hidden=realm.presence_disabled,
         )
-        if not filterset.is_valid():
-            raise _first_filter_error(filterset)
-        members = filterset.qs
-        count = members.count()
-        page, page_size = params["page"], params["page_size"]
-        start = (page - 1) * page_size
-        # Past the last page nothing is read, however large the page: SQL refuses an OFFSET
-        # beyond 64 bits.
-        page_members = members[start : start + page_size] if start < count else []
+        page = page_of(members, params["page"], params["page_size"])
         return self.success(
+            params,
             {
-                "count": count,
-                "page": page,
-                "page_size": page_size,
+                "count": page.count,
+                "page": params["page"],
+                "page_size": params["page_size"],
                 # The clock and threshold the statuses were computed with.
                 "server_timestamp": now.timestamp(),
                 "server_presence_offline_threshold_seconds": (
@@ -143,9 +128,9 @@ class DirectoryMembersView(PresenceAPIView):
                 "presence_last_update_id": _loaded_update_id_or_zero(realm),
                 "members": [
                     directory_entry(member, now=now, presence_hidden=realm.presence_disabled)
-                    for member in page_members
+                    for member in page.members
                 ],
-            }
+            },
         )
 
 
@@ -154,10 +139,3 @@ def _loaded_update_id_or_zero(realm: Realm) -> int:
     realm with no sequence row yet, which has had no presence write."""
     update_id = loaded_update_id(realm)
     return 0 if update_id is None else update_id
-
-
-def _first_filter_error(filterset: DirectoryFilterSet) -> ZulipError:
-    """The error of the first invalid filter, in declaration order."""
-    errors = filterset.errors
-    name = next(name for name in filterset.filters if name in errors)
-    return ZulipError(f"Invalid {name}: {errors[name][0]}")

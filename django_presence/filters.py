@@ -1,16 +1,20 @@
-"""django-filter FilterSets of the app's listing endpoints (an extension outside Zulip's API).
+"""django-filter FilterSets of the app's listing endpoints (an extension outside Zulip's API):
+the one declaration of each filter, from which the endpoint's validation, its known parameters
+and its OpenAPI parameters come.
 
 Every filter becomes part of the one SQL query of the listing: the presence status is compared
 on the timestamps in the database (status.presence_status_q), never computed in Python."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
 
+from .exceptions import ZulipError
 from .models import RealmMember
 from .queries import search_members
 from .status import STATUSES, presence_status_q
@@ -26,7 +30,7 @@ MAX_SEARCH_LENGTH = 1000
 _PRESENCE_PATH = "user__presence"
 
 
-def _choice_error(name: str, choices: tuple[str, ...]) -> dict[str, str]:
+def _choice_error(choices: tuple[str, ...]) -> dict[str, str]:
     return {"invalid_choice": f"%(value)s is not one of {', '.join(choices)}"}
 
 
@@ -40,18 +44,19 @@ class DirectoryFilterSet(django_filters.FilterSet):  # type: ignore[misc]  # unt
     status = django_filters.ChoiceFilter(
         choices=[(status, status) for status in DIRECTORY_STATUSES],
         method="filter_status",
-        error_messages=_choice_error("status", DIRECTORY_STATUSES),
+        error_messages=_choice_error(DIRECTORY_STATUSES),
+        help_text="Only members with this status now (never: no presence data).",
     )
     search = django_filters.CharFilter(
         method="filter_search",
         max_length=MAX_SEARCH_LENGTH,
         error_messages={"max_length": "at most %(limit_value)d characters are allowed"},
+        help_text="Only members whose email or name contains this text, in any case.",
     )
     role = django_filters.ChoiceFilter(
         choices=RealmMember.Role.choices,
-        error_messages=_choice_error(
-            "role", tuple(str(value) for value in RealmMember.Role.values)
-        ),
+        error_messages=_choice_error(tuple(str(value) for value in RealmMember.Role.values)),
+        help_text="Only members with this Zulip role.",
     )
 
     class Meta:
@@ -71,6 +76,25 @@ class DirectoryFilterSet(django_filters.FilterSet):  # type: ignore[misc]  # unt
         if value == STATUS_NEVER:
             return queryset.filter(**{f"{_PRESENCE_PATH}__isnull": True})
         return queryset.filter(presence_status_q(value, self.now, path=_PRESENCE_PATH))
+
+    @classmethod
+    def apply(
+        cls,
+        data: Mapping[str, Any],
+        members: QuerySet[RealmMember],
+        *,
+        now: datetime,
+        presence_hidden: bool,
+    ) -> QuerySet[RealmMember]:
+        """``members`` filtered by the filters in ``data``; Zulip's 400 for the first invalid
+        one, in declaration order (``Invalid <name>: <why>``)."""
+        filterset = cls(data, queryset=members, now=now, presence_hidden=presence_hidden)
+        if not filterset.is_valid():
+            errors = filterset.errors
+            name = next(name for name in filterset.filters if name in errors)
+            raise ZulipError(f"Invalid {name}: {errors[name][0]}")
+        filtered: QuerySet[RealmMember] = filterset.qs
+        return filtered
 
     def filter_search(
         self, queryset: QuerySet[RealmMember], name: str, value: str

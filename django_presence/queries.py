@@ -463,20 +463,40 @@ def stale_presence_rows(realm: Realm | None, older_than: datetime) -> QuerySet[U
 # The team directory (an extension outside Zulip's API) -------------------------------------
 
 
-def directory_members(realm: Realm, viewer: RealmMember) -> QuerySet[RealmMember]:
+def directory_members(
+    realm: Realm, viewer: RealmMember, *, user_ids: list[int] | None = None
+) -> QuerySet[RealmMember]:
     """The realm's active, non-bot members that ``viewer`` may see (access limiting as in the
-    realm read), each with its user and presence row joined in, ordered by the name the listing
-    shows (where the user model has name fields), then email, so that pages are stable."""
+    realm read), only those of ``user_ids`` when given, each with its user and presence row
+    joined in, ordered by the name the listing shows (where the user model has name fields),
+    then email, so that pages are stable."""
     members = active_members(realm).filter(is_bot=False).select_related("user__presence")
     allowed = accessible_user_ids(viewer)
     if allowed is not None:
         members = members.filter(user_id__in=allowed)
+    if user_ids is not None:
+        members = members.filter(user_id__in=user_ids)
     email = Lower(f"user__{_user_email_field()}")
     if not (user_model_has_field("first_name") and user_model_has_field("last_name")):
         return members.order_by(email, "user_id")
     # The name the listing shows: "first last", or the email when both are blank.
     shown_name = Coalesce(NullIf(Trim(_full_name_expression()), Value("")), email)
     return members.order_by(Lower(shown_name), email, "user_id")
+
+
+def page_of(members: QuerySet[RealmMember], page: int, page_size: int) -> Page:
+    """Page ``page`` (from 1) of ``members``, and how many there are in all: two queries, and
+    one only past the last page, however large the page number (SQL refuses an OFFSET beyond
+    64 bits)."""
+    count = members.count()
+    start = (page - 1) * page_size
+    return Page(count, list(members[start : start + page_size]) if start < count else [])
+
+
+@dataclass(frozen=True)
+class Page:
+    count: int
+    members: list[RealmMember]
 
 
 def _full_name_expression() -> Concat:

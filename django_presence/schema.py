@@ -23,13 +23,18 @@ from drf_spectacular.extensions import (
     OpenApiViewExtension,
 )
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import serializers
 
 from .directory import MAX_USER_IDS, DirectoryParams
-from .filters import DIRECTORY_STATUSES, MAX_SEARCH_LENGTH
+from .filters import DIRECTORY_STATUSES, DirectoryFilterSet
 from .models import RealmMember
-from .serializers import RawStringField, UpdatePresenceParams, UpdateSettingsParams
+from .serializers import UpdatePresenceParams, UpdateSettingsParams
 
 
 class UpdatePresenceRequest(UpdatePresenceParams):
@@ -40,25 +45,31 @@ class UpdatePresenceRequest(UpdatePresenceParams):
 
 
 class DirectoryRequest(DirectoryParams):
-    """GET directory/members as documented: with the filter values DirectoryFilterSet accepts.
-    ``user_ids`` is written by postprocess_schema, as Zulip's OpenAPI writes a JSON list."""
+    """GET directory/members' paging parameters as documented; ``user_ids`` is written by
+    postprocess_schema, as Zulip's OpenAPI writes a JSON list, and the filters come from
+    DirectoryFilterSet (directory_filter_parameters)."""
 
-    role = serializers.ChoiceField(  # type: ignore[assignment]
-        choices=[(str(value), label) for value, label in RealmMember.Role.choices],
-        required=False,
-        help_text="Only members with this Zulip role.",
-    )
-    search = RawStringField(
-        required=False,
-        max_length=MAX_SEARCH_LENGTH,
-        help_text="Only members whose email or name contains this text, in any case.",
-    )
-    status = serializers.ChoiceField(  # type: ignore[assignment]
-        choices=list(DIRECTORY_STATUSES),
-        required=False,
-        help_text="Only members with this status now (never: no presence data).",
-    )
     user_ids = None  # type: ignore[assignment]
+
+
+def directory_filter_parameters() -> list[OpenApiParameter]:
+    """One query parameter per filter of DirectoryFilterSet, from its declaration: the values
+    it accepts, its maximum length and its help text."""
+    parameters = []
+    for name, declared in DirectoryFilterSet.base_filters.items():
+        field = declared.field
+        schema: dict[str, Any] = {"type": "string"}
+        choices = getattr(field, "choices", None)
+        if choices:
+            schema["enum"] = [str(value) for value, _label in choices if value != ""]
+        if getattr(field, "max_length", None):
+            schema["maxLength"] = field.max_length
+        parameters.append(
+            OpenApiParameter(
+                name, schema, OpenApiParameter.QUERY, required=False, description=field.help_text
+            )
+        )
+    return parameters
 
 
 Schema = dict[str, Any]
@@ -398,7 +409,7 @@ class DirectoryMembersSchema(OpenApiViewExtension):
             "with the offline threshold: active if server_timestamp - active_timestamp is under "
             "it, else idle if server_timestamp - idle_timestamp is, else offline; never with no "
             "presence data.",
-            parameters=[DirectoryRequest],
+            parameters=[DirectoryRequest, *directory_filter_parameters()],
             request=None,
             responses=_responses(_success(keys, tuple(keys)), AUTHENTICATED_ERRORS),
         )
@@ -457,7 +468,6 @@ def _events_operations() -> Schema:
             "content": {"application/json": {"schema": ERROR}},
         }
         for status in AUTHENTICATED_ERRORS
-        if status != 429  # the events view has no rate limit
     }
     security: list[Schema] = [{"zulipApiKey": []}, {"sessionCookie": []}]
     queue_id = {"type": "string"}

@@ -1,12 +1,14 @@
 """Input validation: Zulip's parameters are form or query values, JSON-encoded and strictly typed
-(``ping_only=1`` is not a boolean). Every 4xx about parameters comes from here, with Zulip's
-exact messages."""
+(``ping_only=1`` is not a boolean). The errors about parameters come from here, with Zulip's
+exact messages, but for the directory's filters (filters.py) and the checks Zulip makes in the
+view itself (``queue_id`` and ``last_event_id`` of GET events)."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from django.core.validators import ProhibitNullCharactersValidator
@@ -156,6 +158,24 @@ class RawStringField(serializers.CharField):
         ]
 
 
+@dataclass(frozen=True)
+class Params:
+    """A request's validated parameters (read like a dict), and the names it sent that the
+    endpoint does not know: its answer lists them in ``ignored_parameters_unsupported``."""
+
+    values: dict[str, Any]
+    ignored: list[str]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.values
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.values.get(name, default)
+
+
 class ZulipParamsSerializer(serializers.Serializer):  # type: ignore[type-arg]
     """Validates request parameters and raises the first error, in field order, as Zulip does.
 
@@ -166,7 +186,7 @@ class ZulipParamsSerializer(serializers.Serializer):  # type: ignore[type-arg]
     silently_accepted: ClassVar[frozenset[str]] = frozenset({"client"})
 
     @classmethod
-    def parse(cls, params: Mapping[str, object]) -> tuple[dict[str, Any], list[str]]:
+    def parse(cls, params: Mapping[str, object]) -> Params:
         # A multipart body's files come with its fields, but are no parameters: Zulip reads
         # request.POST, which has none.
         params = {name: value for name, value in params.items() if isinstance(value, str)}
@@ -175,7 +195,7 @@ class ZulipParamsSerializer(serializers.Serializer):  # type: ignore[type-arg]
             raise cls._first_error(serializer.errors)
         known = set(serializer.fields) | cls.silently_accepted
         unknown = sorted(name for name in params if name not in known)
-        return dict(serializer.validated_data), unknown
+        return Params(dict(serializer.validated_data), unknown)
 
     @classmethod
     def _first_error(cls, errors: Mapping[str, Any]) -> ZulipError:

@@ -37,7 +37,13 @@ from .queries import (
     read_realm_presence,
 )
 from .renderers import OrjsonRenderer, presences_fragment
-from .serializers import NoParams, UpdatePresenceParams, UpdateSettingsParams, ZulipParamsSerializer
+from .serializers import (
+    NoParams,
+    Params,
+    UpdatePresenceParams,
+    UpdateSettingsParams,
+    ZulipParamsSerializer,
+)
 from .throttling import PresenceRateThrottle
 
 # The Zulip version this app reports, and the API feature level whose presence behaviour it
@@ -99,20 +105,18 @@ class PresenceAPIView(APIView):
         """Zulip's answer: 204 and the methods, instead of DRF's metadata."""
         return Response(status=204, headers={"Allow": allow_header(self.allowed_methods)})
 
-    def parse_params(
-        self, request: Request, params_class: type[ZulipParamsSerializer]
-    ) -> dict[str, Any]:
-        """Validate query and body parameters (the body wins); remembers the unknown ones."""
+    def parse_params(self, request: Request, params_class: type[ZulipParamsSerializer]) -> Params:
+        """Validate query and body parameters (the body wins)."""
         params = {key: request.query_params[key] for key in request.query_params}
         if isinstance(request.data, Mapping):  # form and multipart bodies only
             params.update({str(key): value for key, value in request.data.items()})
-        values, self.ignored_parameters = params_class.parse(params)
-        return values
+        return params_class.parse(params)
 
-    def success(self, data: dict[str, Any] | None = None) -> Response:
+    def success(self, params: Params, data: dict[str, Any] | None = None) -> Response:
+        """Zulip's success envelope, naming the parameters the request sent in vain."""
         body: dict[str, Any] = {"result": "success", "msg": "", **(data or {})}
-        if getattr(self, "ignored_parameters", None):
-            body["ignored_parameters_unsupported"] = self.ignored_parameters
+        if params.ignored:
+            body["ignored_parameters_unsupported"] = params.ignored
         return Response(body)
 
 
@@ -131,7 +135,7 @@ class UpdatePresenceView(PresenceAPIView):
             new_user_input=params["new_user_input"],
         )
         if params["ping_only"]:
-            return self.success()
+            return self.success(params)
         last_update_id = params.get("last_update_id")
         read = read_realm_presence(
             member.realm,
@@ -144,11 +148,12 @@ class UpdatePresenceView(PresenceAPIView):
         )
         presences, last_update_id = read.consume(presences_fragment)
         return self.success(
+            params,
             {
                 "presences": presences,
                 "server_timestamp": time.time(),
                 "presence_last_update_id": last_update_id,
-            }
+            },
         )
 
 
@@ -164,7 +169,7 @@ class UserPresenceView(PresenceAPIView):
 
     def get(self, request: Request, user_id_or_email: str) -> Response:
         viewer = get_request_member(request)
-        self.parse_params(request, NoParams)
+        params = self.parse_params(request, NoParams)
         realm = viewer.realm
         target = get_member_by_id_or_email(realm, user_id_or_email)
         if target is None:
@@ -181,7 +186,7 @@ class UserPresenceView(PresenceAPIView):
             now=timezone.now(),
             activity_offset_secs=presence_settings.LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS,
         )
-        return self.success({"presence": presence})
+        return self.success(params, {"presence": presence})
 
 
 class RealmPresenceView(PresenceAPIView):
@@ -189,10 +194,10 @@ class RealmPresenceView(PresenceAPIView):
 
     def get(self, request: Request) -> Response:
         viewer = get_request_member(request)
-        self.parse_params(request, NoParams)
+        params = self.parse_params(request, NoParams)
         read = read_realm_presence(viewer.realm, viewer, slim_presence=False)
         presences, _last_update_id = read.consume(presences_fragment)
-        return self.success({"presences": presences, "server_timestamp": time.time()})
+        return self.success(params, {"presences": presences, "server_timestamp": time.time()})
 
 
 class SettingsView(PresenceAPIView):
@@ -203,7 +208,7 @@ class SettingsView(PresenceAPIView):
         params = self.parse_params(request, UpdateSettingsParams)
         if "presence_enabled" in params:
             do_set_presence_enabled(member, params["presence_enabled"])
-        return self.success()
+        return self.success(params)
 
 
 class ServerSettingsView(PresenceAPIView):
@@ -215,9 +220,10 @@ class ServerSettingsView(PresenceAPIView):
     throttle_classes = []
 
     def get(self, request: Request) -> Response:
-        self.parse_params(request, NoParams)
+        params = self.parse_params(request, NoParams)
         realm_url = request.build_absolute_uri("/").rstrip("/")
         return self.success(
+            params,
             {
                 "zulip_version": ZULIP_VERSION,
                 "zulip_feature_level": ZULIP_FEATURE_LEVEL,
@@ -238,5 +244,5 @@ class ServerSettingsView(PresenceAPIView):
                 "server_presence_offline_threshold_seconds": (
                     presence_settings.OFFLINE_THRESHOLD_SECS
                 ),
-            }
+            },
         )

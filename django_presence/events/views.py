@@ -41,6 +41,7 @@ class RegisterQueueView(PresenceAPIView):
             history_limit_days=params.get("presence_history_limit_days"),
         )
         return self.success(
+            params,
             {
                 "queue_id": queue_id,
                 "zulip_version": ZULIP_VERSION,
@@ -48,7 +49,7 @@ class RegisterQueueView(PresenceAPIView):
                 "zulip_merge_base": ZULIP_VERSION,
                 **state,
                 "last_event_id": -1,
-            }
+            },
         )
 
 
@@ -112,13 +113,13 @@ async def _get_events(endpoint: EventsEndpoint, member: RealmMember) -> Response
         last_event_id=params["last_event_id"],
         dont_block=params["dont_block"],
     )
-    return endpoint.success(data)
+    return endpoint.success(params, data)
 
 
 async def _delete_queue(endpoint: EventsEndpoint, member: RealmMember) -> Response:
     params = endpoint.parse_params(endpoint.request, DeleteQueueParams)
     await delete_event_queue(member, params["queue_id"])
-    return endpoint.success()
+    return endpoint.success(params)
 
 
 # CSRF: exempt here, and enforced for session requests by the session authentication above,
