@@ -34,7 +34,7 @@ try:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     REDIS_OUTAGES: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
-except ImportError:  # the redis extra is not installed: no Redis to be down
+except ImportError:  # pragma: no cover - the redis extra is not installed: no Redis to be down
     REDIS_OUTAGES = ()
 
 BAD_REQUEST = "BAD_REQUEST"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from asgiref.sync import async_to_sync
+from asgiref.testing import ApplicationCommunicator
 
 from django_presence.events.asgi import PresenceASGIHandler, get_asgi_application, is_long_poll
 
@@ -31,3 +33,40 @@ def test_only_get_events_is_a_long_poll(request_scope, long_poll):
 
 def test_get_asgi_application():
     assert isinstance(get_asgi_application(), PresenceASGIHandler)
+
+
+async def _request(application: PresenceASGIHandler, method: str, path: str) -> tuple[int, bytes]:
+    """One request through the ASGI application, as an ASGI server would make it."""
+    communicator = ApplicationCommunicator(
+        application,
+        {
+            **scope(method, path),
+            "headers": [],
+            "query_string": b"",
+            "server": ("127.0.0.1", 80),
+            "scheme": "http",
+            "root_path": "",
+        },
+    )
+    await communicator.send_input({"type": "http.request", "body": b""})
+    start = await communicator.receive_output(10)
+    body = await communicator.receive_output(10)
+    return start["status"], body["body"]
+
+
+def test_long_polls_and_other_requests_are_both_answered():
+    """Without credentials neither request reads the database."""
+    async_to_sync(_both_answered)()
+
+
+async def _both_answered() -> None:
+    application = get_asgi_application()
+    # A long poll's path (no credentials: answered at once) and any other request.
+    assert await _request(application, "GET", "/api/v1/events") == (
+        401,
+        b'{"result":"error","msg":"Not logged in: API authentication or user session'
+        b' required","code":"UNAUTHORIZED"}',
+    )
+    status, body = await _request(application, "GET", "/api/v1/server_settings")
+    assert status == 200
+    assert b'"result":"success"' in body

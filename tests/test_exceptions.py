@@ -12,9 +12,13 @@ from unittest import mock
 
 import pytest
 import redis
+from django.core.exceptions import SuspiciousOperation
 from django.db import InterfaceError, OperationalError
+from django.http import Http404
+from rest_framework import exceptions
 from rest_framework.test import APIClient
 
+from django_presence.exceptions import zulip_exception_handler
 from django_presence.models import UserPresence
 
 from .api_utils import FORM, PRESENCE_URL, REALM_PRESENCE_URL, assert_error, form, success
@@ -236,3 +240,38 @@ def test_events_requests_count_against_the_rate(client, request_once: Callable[.
         **{"retry-after": 60.0},
     )
     assert response["Retry-After"] == "60"
+
+
+# The handler on DRF's and Django's own errors -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "body"),
+    [
+        (Http404("gone"), 404, {"msg": "Not Found", "code": "BAD_REQUEST"}),
+        (exceptions.NotFound(), 404, {"msg": "Not Found", "code": "BAD_REQUEST"}),
+        (
+            exceptions.ValidationError({"field": ["first", "second"]}),
+            400,
+            {"msg": "first", "code": "BAD_REQUEST"},
+        ),
+        (exceptions.ValidationError([]), 400, {"msg": "", "code": "BAD_REQUEST"}),
+        (exceptions.ValidationError({}), 400, {"msg": "", "code": "BAD_REQUEST"}),
+        (
+            exceptions.AuthenticationFailed("Bad credentials"),
+            401,
+            {"msg": "Bad credentials", "code": "UNAUTHORIZED"},
+        ),
+        (
+            SuspiciousOperation("Invalid HTTP_HOST header"),
+            400,
+            {"msg": "Bad request", "code": "BAD_REQUEST"},
+        ),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
+)
+def test_the_handler_shapes_every_error(error, status, body):
+    response = zulip_exception_handler(error, {})
+    assert response.status_code == status
+    assert response.data == {"result": "error", **body}
+    assert ("WWW-Authenticate" in response) is (status == 401)

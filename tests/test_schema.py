@@ -8,6 +8,7 @@ other example-project tests.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,11 @@ import drf_spectacular_sidecar
 import pytest
 import requests
 import yaml
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.settings import patched_settings
+from drf_spectacular.validation import validate_schema
+
+import django_presence.schema  # noqa: F401 - registers the API's OpenAPI description
 
 from .e2e_server import SQLITE_RUN_ONLY, ExampleServer, free_port, manage
 
@@ -200,3 +206,22 @@ def test_swagger_ui_page_loads_only_from_the_site(server):
     # runs with DEBUG off, so it serves none itself).
     static = Path(drf_spectacular_sidecar.__file__).parent / "static" / "drf_spectacular_sidecar"
     assert (static / bundle).stat().st_size > 100_000
+
+
+def test_the_schema_generated_in_this_process_is_the_example_projects(settings, schema):
+    """The same description, generated inside the test run (so that its code counts in the
+    package's coverage) from the test URLconf, which mounts the API where the example does."""
+    settings.REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+    with patched_settings(
+        {
+            "POSTPROCESSING_HOOKS": ["django_presence.schema.postprocess_schema"],
+            "SCHEMA_PATH_PREFIX": "/api/v1/",
+        }
+    ):
+        generated = SchemaGenerator().get_schema(request=None, public=True)
+    validate_schema(generated)
+    # Through JSON, as the command's YAML holds plain data only.
+    generated = json.loads(json.dumps(generated, default=str))
+    api_paths = {path: value for path, value in generated["paths"].items() if "/api/v1/" in path}
+    assert api_paths == schema["paths"]
+    assert generated["components"] == schema["components"]
