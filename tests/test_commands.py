@@ -23,9 +23,9 @@ from django_presence import actions
 from django_presence.management.commands.presence_purge import Command as PurgeCommand
 from django_presence.models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence
 from django_presence.queries import RealmPresenceStats, get_realm_presence_stats
+from loopback.auth import basic_auth
 
 from .api_utils import frozen_now, now_seconds, post_presence, success
-from .e2e_server import basic_auth
 from .factories import MemberFactory, RealmFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

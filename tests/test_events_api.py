@@ -18,6 +18,7 @@ from django_presence import __version__, actions
 from django_presence.events import queues
 from django_presence.events.backends import get_event_backend
 from django_presence.models import RealmMember
+from loopback.auth import basic_auth
 
 from .api_utils import (
     FORM,
@@ -30,7 +31,6 @@ from .api_utils import (
     success,
     ts,
 )
-from .e2e_server import basic_auth
 from .events_utils import (
     EVENTS_URL,
     after,

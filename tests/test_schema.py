@@ -18,7 +18,10 @@ import pytest
 import requests
 import yaml
 
-from .e2e_server import SQLITE_RUN_ONLY, ExampleServer, free_port, manage
+from loopback.example import ExampleServer, manage
+from loopback.server import free_port
+
+from .e2e_server import SQLITE_RUN_ONLY
 
 pytestmark = SQLITE_RUN_ONLY
 
