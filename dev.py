@@ -31,6 +31,7 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".dev-py-installed"
 EXAMPLE = ROOT / "example_project"
+FAULT_SUITE = "tests/faults"
 
 
 def bootstrap() -> None:
@@ -63,14 +64,20 @@ class Step:
     skipped: str = ""
 
 
-def cell_steps(database: str, pytest_args: Sequence[str]) -> list[Step]:
+def cell_steps(
+    database: str, pytest_args: Sequence[str], *, fault_suite: bool = True
+) -> list[Step]:
     """What a cell of the test matrix runs, on "sqlite" or "postgres", once the project is
     installed. noxfile.py runs these in each cell's virtualenv, `python3 dev.py test` in .venv
     (its Django 5.2 / Python 3.11 cells). The migrations check and the custom-user suite do not
-    depend on the database: the SQLite cell runs them."""
+    depend on the database: the SQLite cell runs them.
+
+    The fault suite starts server processes on a PostgreSQL of its own, whatever the cell's
+    database, so it runs once, in .venv: nox's cells pass ``fault_suite=False`` (named in
+    ``pytest_args``, it runs there too)."""
+    pytest = ("-m", "pytest", *(() if fault_suite else (f"--ignore={FAULT_SUITE}",)), *pytest_args)
     if database == "postgres":
-        env = {"PRESENCE_TEST_DATABASE": "postgres"}
-        return [Step("pytest (PostgreSQL)", ("-m", "pytest", *pytest_args), env)]
+        return [Step("pytest (PostgreSQL)", pytest, {"PRESENCE_TEST_DATABASE": "postgres"})]
     custom_user = Step(
         "pytest (custom user)",
         ("-m", "pytest", "--ds=tests.settings_custom_user", "tests/custom_user"),
@@ -80,7 +87,7 @@ def cell_steps(database: str, pytest_args: Sequence[str]) -> list[Step]:
             "makemigrations --check",
             ("-m", "django", "makemigrations", "--check", "--dry-run", "--settings=tests.settings"),
         ),
-        Step("pytest (SQLite)", ("-m", "pytest", *pytest_args)),
+        Step("pytest (SQLite)", pytest),
         # Whole or not at all: extra arguments usually name other tests.
         replace(custom_user, skipped="extra pytest arguments given")
         if pytest_args

@@ -8,8 +8,9 @@ on SQLite and on PostgreSQL.
 
 Each cell installs the project with its test extra into a fresh virtualenv under .nox/, then
 runs the steps that dev.py's cell_steps names, which `python3 dev.py test` runs in .venv: on
-SQLite the migrations check, pytest and the custom-user suite, on PostgreSQL pytest.
-PostgreSQL cells are skipped when nothing listens on PRESENCE_TEST_PG_HOST:PRESENCE_TEST_PG_PORT
+SQLite the migrations check, pytest and the custom-user suite, on PostgreSQL pytest; all but the
+fault suite (tests/faults), which `python3 dev.py test` runs once, in .venv. PostgreSQL cells
+are skipped when nothing listens on PRESENCE_TEST_PG_HOST:PRESENCE_TEST_PG_PORT
 (127.0.0.1:5432). A missing interpreter skips its cells, except under CI (the CI variable is
 set), where nox makes it an error.
 """
@@ -79,7 +80,7 @@ def tests(session: nox.Session, django: str, database: str) -> None:
         session.skip(f"PostgreSQL not reachable at {host}:{port}")
     session.install("-e", ".[test]", django)
     session.run("python", "-c", VERSIONS)
-    for step in cell_steps(database, session.posargs):
+    for step in cell_steps(database, session.posargs, fault_suite=False):
         if step.skipped:
             session.log(f"{step.name}: skipped, {step.skipped}")
         else:

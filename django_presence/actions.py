@@ -21,13 +21,12 @@ from django.utils import timezone
 from .conf import presence_settings
 from .formatting import format_modern_entry
 from .models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence, user_email
-from .queries import presence_event_recipients, stale_presence_rows
+from .queries import count_event_recipients, stale_presence_rows
 from .signals import presence_changed, presence_enabled_changed
+from .status import ACTIVE, REPORTED_STATUSES
 
 logger = logging.getLogger(__name__)
 
-STATUS_ACTIVE = UserPresence.LEGACY_STATUS_ACTIVE
-STATUS_IDLE = UserPresence.LEGACY_STATUS_IDLE
 
 # A NULL timestamp counts as this old, so the user is treated as newly online.
 NULL_TIMESTAMP_AGE = timedelta(days=1)
@@ -182,13 +181,13 @@ def do_update_user_presence(
     backwards, keeps last_connected >= last_active, and bumps the realm sequence only when it
     writes. Must not run inside an outer transaction: the realm's sequence row is locked from
     the write until commit, and an outer transaction would hold that hot lock for longer."""
-    if status not in (STATUS_ACTIVE, STATUS_IDLE):
+    if status not in REPORTED_STATUSES:
         raise ValueError(f"invalid presence status {status!r}")
     conf = presence_settings
     # Zulip asserts this on every write; checks.py reports it at start-up as well.
     assert 3 * conf.PING_INTERVAL_SECS + 20 <= conf.OFFLINE_THRESHOLD_SECS
     min_freq = timedelta(seconds=conf.UPDATE_MIN_FREQ_SECONDS)
-    is_active = status == STATUS_ACTIVE
+    is_active = status == ACTIVE
 
     loaded = None if force_send_update else _loaded_presence_row(member)
     if loaded is not None and not _report_changes(
@@ -267,25 +266,21 @@ def _report_changes(
 
 
 def _lock_presence_row(user_id: int) -> tuple[int, datetime | None, datetime | None] | None:
-    """(id, last_active, last_connected) of the user's row, locked until commit; None when the
-    user has none. Written out on PostgreSQL, where building and compiling the QuerySet costs
-    more than the round trip."""
-    if connection.vendor != "postgresql":
-        return (
-            UserPresence.objects.select_for_update()
-            .filter(user_id=user_id)
-            .values_list("id", "last_active_time", "last_connected_time")
-            .first()
-        )
+    """(id, last_active, last_connected) of the user's row, locked until commit (SQLite has no
+    row locks: its writers take the database lock at BEGIN); None when the user has none.
+    Written out: building and compiling the QuerySet would cost more than the round trip."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {_quoted(UserPresence, 'id')}, {_quoted(UserPresence, 'last_active_time')},"
             f" {_quoted(UserPresence, 'last_connected_time')} FROM {_quoted(UserPresence)}"
-            f" WHERE {_quoted(UserPresence, 'user')} = %s FOR UPDATE",
+            f" WHERE {_quoted(UserPresence, 'user')} = %s{lock}",
             [user_id],
         )
         row = cursor.fetchone()
-    return None if row is None else (row[0], row[1], row[2])
+    if row is None:
+        return None
+    return row[0], _datetime_from_db(row[1]), _datetime_from_db(row[2])
 
 
 def _loaded_presence_row(member: RealmMember) -> UserPresence | None:
@@ -334,9 +329,7 @@ def do_set_presence_enabled(
     if presence_enabled and not member.is_bot:
         # A separate transaction, as do_update_user_presence must not be nested. Bots have no
         # presence: the setting is kept, but no row is written and no event goes out.
-        do_update_user_presence(
-            member, log_time=log_time, status=STATUS_ACTIVE, force_send_update=True
-        )
+        do_update_user_presence(member, log_time=log_time, status=ACTIVE, force_send_update=True)
 
 
 def _backdate_presence_row(member: RealmMember, log_time: datetime) -> None:
@@ -405,9 +398,8 @@ def _too_many_recipients(member: RealmMember) -> bool:
     limit = presence_settings.USER_LIMIT_FOR_EVENTS
     if limit is None:
         return False  # no limit: nothing to count
-    recipients = presence_event_recipients(member.realm, member)
     # Counting one past the limit is enough to decide, however large the realm.
-    return recipients[: limit + 1].count() > limit
+    return count_event_recipients(member.realm, member, stop_after=limit + 1) > limit
 
 
 # Purging old rows ---------------------------------------------------------------------------
@@ -452,9 +444,15 @@ def do_purge_presence_rows(
 
 # The last statement of a presence write ----------------------------------------------------
 #
-# The realm's sequence row is incremented and the presence row written in one statement on
-# PostgreSQL (a data-modifying CTE) and in two on other databases. Either way it is the last
-# thing the transaction does, so the sequence row stays locked only from here to commit.
+# The realm's sequence row is incremented and the presence row written in one statement where
+# the database has data-modifying CTEs (PostgreSQL), else in two; both forms are built from the
+# same statements below, and tests/test_actions.py runs both on the same data. Either way it
+# is the last thing the transaction does, so the sequence row stays locked only from here to
+# commit, and for one round trip on PostgreSQL.
+
+
+def _one_statement_writes() -> bool:
+    return connection.vendor == "postgresql"
 
 
 def _quoted(model: type[Any], field: str | None = None) -> str:
@@ -465,6 +463,16 @@ def _quoted(model: type[Any], field: str | None = None) -> str:
 
 def _adapt(value: datetime | None) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
+
+
+def _datetime_from_db(value: Any) -> datetime | None:
+    """A timestamp column as a plain cursor read it, converted as a QuerySet would (SQLite's
+    are naive until then)."""
+    column = UserPresence._meta.get_field("last_active_time").get_col(UserPresence._meta.db_table)
+    for converter in connection.ops.get_db_converters(column):
+        value = converter(value, column, connection)
+    converted: datetime | None = value
+    return converted
 
 
 def _ensure_presence_sequence(realm_id: int) -> None:
@@ -527,7 +535,7 @@ def _insert_presence_row(
     values = [member.user_id, member.realm_id, _adapt(last_active), _adapt(last_connected)]
 
     def write(cursor: Any) -> tuple[int | None, bool]:
-        if connection.vendor == "postgresql":
+        if _one_statement_writes():
             cursor.execute(
                 f"WITH seq AS ({_next_update_id_sql()}), "
                 f"ins AS (INSERT INTO {table} ({columns}) "
@@ -559,7 +567,7 @@ def _update_presence_row(
     id_column = _quoted(UserPresence, "id")
 
     def write(cursor: Any) -> tuple[int | None, bool]:
-        if connection.vendor == "postgresql":
+        if _one_statement_writes():
             cursor.execute(
                 f"WITH seq AS ({_next_update_id_sql()}) "
                 f"UPDATE {table} SET {assignments}, {update_id_column} = seq.last_update_id "

@@ -25,14 +25,8 @@ from django.utils.translation import gettext_lazy as _
 
 from . import actions
 from .models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence
-from .queries import (
-    STATUS_ACTIVE,
-    STATUS_IDLE,
-    STATUS_OFFLINE,
-    presence_status,
-    presence_status_q,
-    with_presence_counts,
-)
+from .queries import with_presence_counts
+from .status import ACTIVE, IDLE, OFFLINE, presence_status, presence_status_q
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -52,9 +46,9 @@ _ModelT = TypeVar("_ModelT", bound=models.Model)
 USER_EMAIL = "user_email"
 
 STATUS_CHOICES = (
-    (STATUS_ACTIVE, _("active")),
-    (STATUS_IDLE, _("idle")),
-    (STATUS_OFFLINE, _("offline")),
+    (ACTIVE, _("active")),
+    (IDLE, _("idle")),
+    (OFFLINE, _("offline")),
 )
 
 

@@ -21,13 +21,14 @@ from .filters import STATUS_NEVER, DirectoryFilterSet
 from .formatting import datetime_to_timestamp
 from .models import Realm, RealmMember, UserPresence
 from .permissions import get_request_member
-from .queries import directory_members, loaded_update_id, presence_status
+from .queries import directory_members, loaded_update_id
 from .serializers import (
     JsonIntegerField,
     JsonIntegerListField,
     RawStringField,
     ZulipParamsSerializer,
 )
+from .status import presence_status
 from .views import PresenceAPIView
 
 DEFAULT_PAGE_SIZE = 50

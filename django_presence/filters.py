@@ -1,7 +1,7 @@
 """django-filter FilterSets of the app's listing endpoints (an extension outside Zulip's API).
 
 Every filter becomes part of the one SQL query of the listing: the presence status is compared
-on the timestamps in the database (queries.presence_status_q), never computed in Python."""
+on the timestamps in the database (status.presence_status_q), never computed in Python."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import django_filters
 from django.db.models import QuerySet
 
 from .models import RealmMember
-from .queries import STATUSES, presence_status_q, search_members
+from .queries import search_members
+from .status import STATUSES, presence_status_q
 
 # A member with no presence row: they never reported (or their row was deleted).
 STATUS_NEVER = "never"

@@ -1,14 +1,14 @@
-"""Pure builders for Zulip's presence JSON shapes. No database access here."""
+"""Pure builders for Zulip's presence JSON shapes. No database access here; the statuses they
+carry come from status.py."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-LEGACY_CLIENT_NAME = "website"
+from .status import aggregated_status, legacy_status
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-ONE_MICROSECOND = timedelta(microseconds=1)
+LEGACY_CLIENT_NAME = "website"
 
 ModernEntry = dict[str, int]
 LegacyEntry = dict[str, dict[str, Any]]
@@ -32,42 +32,8 @@ def modern_entry_at(active_at: float, connected_at: float) -> ModernEntry:
     return {"active_timestamp": int(active_at), "idle_timestamp": int(connected_at)}
 
 
-def datetime_to_microseconds(value: datetime) -> int:
-    """Exact UNIX microseconds. ``microseconds / 1_000_000`` is then the very float that
-    ``value.timestamp()`` returns (both are one correctly rounded division), so the functions
-    below that take seconds as floats give the same answers as those that take datetimes."""
-    aware = value if value.tzinfo is not None else value.astimezone()
-    return (aware - EPOCH) // ONE_MICROSECOND
-
-
-def legacy_status(
-    last_active: datetime, last_connected: datetime, activity_offset_secs: int
-) -> tuple[str, int]:
-    """Zulip's single rule for legacy output: active (at last_active) when the last active
-    report is within the offset of the last connection, else idle (at last_connected)."""
-    return legacy_status_at(
-        last_active.timestamp(), last_connected.timestamp(), activity_offset_secs
-    )
-
-
-def legacy_status_at(
-    active_at: float, connected_at: float, activity_offset_secs: int
-) -> tuple[str, int]:
-    """legacy_status on UNIX seconds as ``datetime.timestamp()`` gives them."""
-    if active_at + activity_offset_secs >= connected_at:
-        return "active", int(active_at)
-    return "idle", int(connected_at)
-
-
-def format_legacy_entry(
-    last_active: datetime, last_connected: datetime, activity_offset_secs: int
-) -> LegacyEntry:
-    """The legacy per-user entry of realm-wide responses; the client key is always "website"."""
-    return legacy_entry(*legacy_status(last_active, last_connected, activity_offset_secs))
-
-
 def legacy_entry(status: str, timestamp: int) -> LegacyEntry:
-    """The legacy entry for a status and its timestamp (see legacy_status)."""
+    """The legacy entry for a status and its timestamp (see status.legacy_status)."""
     return {
         "aggregated": {"client": LEGACY_CLIENT_NAME, "status": status, "timestamp": timestamp},
         LEGACY_CLIENT_NAME: {
@@ -80,20 +46,12 @@ def legacy_entry(status: str, timestamp: int) -> LegacyEntry:
 
 
 def format_single_user_entry(
-    last_active: datetime,
-    last_connected: datetime,
-    *,
-    now: datetime,
-    activity_offset_secs: int,
-    offline_threshold_secs: int,
+    last_active: datetime, last_connected: datetime, *, now: datetime, activity_offset_secs: int
 ) -> LegacyEntry:
-    """The reduced legacy entry of GET users/<id>/presence: no client or pushable keys, and an
-    aggregated status of "offline" once the timestamp is older than the offline threshold."""
+    """The reduced legacy entry of GET users/<id>/presence: no client or pushable keys, and the
+    aggregated status of status.aggregated_status."""
     status, timestamp = legacy_status(last_active, last_connected, activity_offset_secs)
-    aggregated_status = (
-        "offline" if now.timestamp() - timestamp > offline_threshold_secs else status
-    )
     return {
         LEGACY_CLIENT_NAME: {"status": status, "timestamp": timestamp},
-        "aggregated": {"status": aggregated_status, "timestamp": timestamp},
+        "aggregated": {"status": aggregated_status(status, timestamp, now), "timestamp": timestamp},
     }

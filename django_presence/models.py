@@ -114,11 +114,6 @@ class UserPresence(models.Model):
     client was connected at all. Users can turn updates off (invisible mode), so this row does
     not tell whether a user was recently active."""
 
-    LEGACY_STATUS_ACTIVE = "active"
-    LEGACY_STATUS_IDLE = "idle"
-    LEGACY_STATUS_ACTIVE_INT = 1
-    LEGACY_STATUS_IDLE_INT = 2
-
     # The unique constraint doubles as the ON CONFLICT target of the insert.
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
@@ -152,15 +147,6 @@ class UserPresence(models.Model):
 
     def __str__(self) -> str:
         return f"presence of user {self.user_id} (update {self.last_update_id})"
-
-    @staticmethod
-    def status_from_string(status: str) -> int | None:
-        """Zulip's legacy integer code for a status string; case-sensitive."""
-        if status == UserPresence.LEGACY_STATUS_ACTIVE:
-            return UserPresence.LEGACY_STATUS_ACTIVE_INT
-        if status == UserPresence.LEGACY_STATUS_IDLE:
-            return UserPresence.LEGACY_STATUS_IDLE_INT
-        return None
 
 
 class PresenceSequence(models.Model):

@@ -9,19 +9,24 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import connections, router
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db import NotSupportedError, connections, router
+from django.db.models import (
+    BigIntegerField,
+    Count,
+    F,
+    Func,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.db.models.functions import Coalesce, Concat, Lower, NullIf, Trim
 from django.utils import timezone
 
-from .adapter import get_access_adapter
+from .access import accessible_user_ids, count_members_who_can_access
 from .conf import presence_settings
-from .formatting import (
-    datetime_to_microseconds,
-    legacy_entry,
-    legacy_status_at,
-    modern_entry_at,
-)
+from .formatting import legacy_entry, modern_entry_at
 from .models import (
     PresenceSequence,
     Realm,
@@ -29,6 +34,7 @@ from .models import (
     UserPresence,
     user_model_has_field,
 )
+from .status import STATUSES, legacy_status_at, presence_status_q
 
 # presence_last_update_id when there is neither data nor a client baseline.
 NO_UPDATE_ID = -1
@@ -121,11 +127,6 @@ def read_realm_presence(
             # "nothing".
             days = max(-MAX_HISTORY_LIMIT_DAYS, min(history_limit_days, MAX_HISTORY_LIMIT_DAYS))
         connected_since = (now or timezone.now()) - timedelta(days=days)
-    accessible_user_ids = None
-    if presence_settings.LIMIT_TO_ACCESSIBLE_USERS:
-        adapter = get_access_adapter()
-        if not adapter.can_access_all_users(viewer):
-            accessible_user_ids = adapter.accessible_user_ids(viewer)
     rows = _RealmRows(
         database=presence_settings.READ_DATABASE or router.db_for_read(UserPresence),
         realm_id=realm.pk,
@@ -133,9 +134,38 @@ def read_realm_presence(
         # Incremental reads only: a full read takes the whole realm either way.
         up_to_update_id=newest_update_id if connected_since is None else None,
         connected_since=connected_since,
-        accessible_user_ids=accessible_user_ids,
+        accessible_user_ids=accessible_user_ids(viewer),
     )
     return RealmPresenceRead(rows, slim_presence=slim_presence, baseline=baseline)
+
+
+class EpochMicroseconds(Func):
+    """A timestamp as exact integer UNIX microseconds, computed by the database: integers spare
+    the Python datetime that Django's loaders build for every value, the largest cost of a large
+    read. PostgreSQL and SQLite, the databases the app supports."""
+
+    arity = 1
+    output_field = BigIntegerField()
+
+    def as_sql(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotSupportedError("django-presence reads need PostgreSQL or SQLite")
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # EXTRACT is exact (numeric) since PostgreSQL 14.
+        template = "(EXTRACT(EPOCH FROM %(expressions)s) * 1000000)::bigint"
+        return super().as_sql(compiler, connection, template=template, **extra)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # Django stores 'YYYY-MM-DD HH:MM:SS[.ffffff]' in UTC. SQLite's date functions round
+        # to milliseconds (.9999995 s is the next second), so the whole seconds are taken from
+        # the text without its fraction, and the fraction from the text. ('%%%%' ends as '%'.)
+        sql, params = compiler.compile(self.source_expressions[0])
+        assert not params, "a column or a COALESCE of columns, never a parameter"
+        template = (
+            f"(CAST(strftime('%%%%s', substr({sql}, 1, 19)) AS INTEGER) * 1000000"
+            f" + CAST(substr({sql} || '.000000', 21, 6) AS INTEGER))"
+        )
+        return super().as_sql(compiler, connection, template=template, **extra)
 
 
 @dataclass(frozen=True)
@@ -143,7 +173,8 @@ class _RealmRows:
     """Which presence rows a realm read returns: those of active, non-bot members (and active
     users, where the user model says) of the realm, written after ``after_update_id`` and up
     to ``up_to_update_id``, connected since ``connected_since``, of the users in
-    ``accessible_user_ids`` (a subquery); each condition only when given."""
+    ``accessible_user_ids`` (a subquery); each condition only when given. One declaration,
+    compiled by Django for whichever database reads it."""
 
     database: str
     realm_id: int
@@ -152,7 +183,10 @@ class _RealmRows:
     connected_since: datetime | None
     accessible_user_ids: QuerySet[RealmMember, int] | None
 
-    def queryset(self) -> QuerySet[UserPresence]:
+    def queryset(self, *, by_email: bool) -> QuerySet[UserPresence, tuple[Any, int, int, int]]:
+        """(key, last active, last connected, update id): the key is the user id, or with
+        ``by_email`` the email; the timestamps in UNIX microseconds, a missing one replaced by
+        the join date (the API always sends integers)."""
         rows = UserPresence.objects.using(self.database).filter(
             realm_id=self.realm_id,
             # Redundant with realm_id (a row's realm is its member's), but it lets the planner
@@ -172,63 +206,19 @@ class _RealmRows:
             rows = rows.filter(last_connected_time__gte=self.connected_since)
         if self.accessible_user_ids is not None:
             rows = rows.filter(user_id__in=self.accessible_user_ids)
-        return rows
-
-    def postgresql(self, *, by_email: bool) -> tuple[str, list[Any]]:
-        """queryset() written out for PostgreSQL, with the timestamps (a missing one replaced
-        by the join date) as integer UNIX microseconds: EXTRACT is exact (numeric) since
-        PostgreSQL 14, and integers spare the Python datetime that Django's timestamptz loader
-        builds for every value, the largest cost of a large read. Building and compiling the
-        QuerySet would cost more than running this on an empty incremental poll."""
-        connection = connections[self.database]
-        quote = connection.ops.quote_name
-        user_model = get_user_model()
-
-        def column(alias: str, model: type[Any], field: str) -> str:
-            return f"{alias}.{quote(model._meta.get_field(field).column)}"
-
-        def epoch_us(field: str) -> str:
-            value = column("p", UserPresence, field)
-            joined = column("m", RealmMember, "date_joined")
-            return f"(EXTRACT(EPOCH FROM COALESCE({value}, {joined})) * 1000000)::bigint"
-
-        user_id = column("p", UserPresence, "user")
-        key = column("u", user_model, _user_email_field()) if by_email else user_id
-        sql = (
-            f"SELECT {key}, {epoch_us('last_active_time')}, {epoch_us('last_connected_time')},"
-            f" {column('p', UserPresence, 'last_update_id')}"
-            f" FROM {quote(UserPresence._meta.db_table)} p"
-            f" JOIN {quote(RealmMember._meta.db_table)} m"
-            f" ON {column('m', RealmMember, 'user')} = {user_id}"
+        joined = "user__presence_membership__date_joined"
+        return rows.values_list(
+            f"user__{_user_email_field()}" if by_email else "user_id",
+            EpochMicroseconds(Coalesce("last_active_time", joined)),
+            EpochMicroseconds(Coalesce("last_connected_time", joined)),
+            "last_update_id",
         )
-        where = [
-            f"{column('p', UserPresence, 'realm')} = %s",
-            f"{column('m', RealmMember, 'realm')} = %s",
-            f"{column('m', RealmMember, 'is_active')}",
-            f"NOT {column('m', RealmMember, 'is_bot')}",
-        ]
-        params: list[Any] = [self.realm_id, self.realm_id]
-        user_is_active = user_model_has_field("is_active")
-        if by_email or user_is_active:
-            user_pk = column("u", user_model, user_model._meta.pk.name)
-            sql += f" JOIN {quote(user_model._meta.db_table)} u ON {user_pk} = {user_id}"
-        if user_is_active:
-            where.append(column("u", user_model, "is_active"))
-        if self.after_update_id is not None:
-            where.append(f"{column('p', UserPresence, 'last_update_id')} > %s")
-            params.append(self.after_update_id)
-        if self.up_to_update_id is not None:
-            where.append(f"{column('p', UserPresence, 'last_update_id')} <= %s")
-            params.append(self.up_to_update_id)
-        if self.connected_since is not None:
-            where.append(f"{column('p', UserPresence, 'last_connected_time')} >= %s")
-            params.append(self.connected_since)
-        if self.accessible_user_ids is not None:
-            compiler = self.accessible_user_ids.query.get_compiler(using=self.database)
-            subquery, subquery_params = compiler.as_sql()
-            where.append(f"{user_id} IN ({subquery})")
-            params.extend(subquery_params)
-        return f"{sql} WHERE {' AND '.join(where)}", params
+
+    def sql(self, *, by_email: bool) -> tuple[str, tuple[Any, ...]]:
+        """queryset() as SQL for this database, to run on a plain cursor."""
+        query = self.queryset(by_email=by_email).query
+        sql, params = query.get_compiler(using=self.database).as_sql()
+        return sql, tuple(params)
 
 
 def loaded_update_id(realm: Realm) -> int | None:
@@ -261,7 +251,7 @@ class RealmPresenceRead:
         newest = NO_UPDATE_ID  # update ids are never negative
         chunk: dict[str, Any] = {}
         for key, active_us, connected_us, update_id in self._microsecond_rows(self._rows):
-            # Exactly the floats datetime.timestamp() gives (formatting.datetime_to_microseconds).
+            # Exactly the floats datetime.timestamp() gives: one correctly rounded division.
             active_at, connected_at = active_us / 1_000_000, connected_us / 1_000_000
             if slim:
                 chunk[str(key)] = modern_entry_at(active_at, connected_at)
@@ -278,31 +268,14 @@ class RealmPresenceRead:
             self.last_update_id = newest
 
     def _microsecond_rows(self, rows: _RealmRows) -> Iterator[tuple[Any, int, int, int]]:
-        """(key, last active, last connected, update id), timestamps in UNIX microseconds, a
-        missing one replaced by the join date (the API always sends integers)."""
-        by_email = not self._slim_presence
-        connection = connections[rows.database]
-        if connection.vendor == "postgresql":
-            sql, params = rows.postgresql(by_email=by_email)
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                # An ordinary cursor, read in steps: evaluating a QuerySet would list every row
-                # first, and QuerySet.iterator() would use a server-side cursor (more round
-                # trips, and a plan made for the first rows).
-                while batch := cursor.fetchmany(READ_CHUNK_SIZE):
-                    yield from batch
-            return
-        key_field = f"user__{_user_email_field()}" if by_email else "user_id"
-        date_joined = "user__presence_membership__date_joined"
-        for key, active, connected, update_id, joined in rows.queryset().values_list(
-            key_field, "last_active_time", "last_connected_time", "last_update_id", date_joined
-        ):
-            yield (
-                key,
-                datetime_to_microseconds(active or joined),
-                datetime_to_microseconds(connected or joined),
-                update_id,
-            )
+        sql, params = rows.sql(by_email=not self._slim_presence)
+        with connections[rows.database].cursor() as cursor:
+            cursor.execute(sql, params)
+            # An ordinary cursor, read in steps: evaluating a QuerySet would list every row
+            # first, and QuerySet.iterator() would use a server-side cursor (more round trips,
+            # and a plan made for the first rows).
+            while batch := cursor.fetchmany(READ_CHUNK_SIZE):
+                yield from batch
 
 
 def get_member_by_id_or_email(realm: Realm, user_id_or_email: str) -> RealmMember | None:
@@ -339,82 +312,15 @@ def get_presence_for_user(realm: Realm, member: RealmMember) -> tuple[datetime, 
     return last_active or member.date_joined, last_connected or member.date_joined
 
 
-def presence_event_recipients(realm: Realm, subject: RealmMember) -> QuerySet[RealmMember]:
-    """Who would receive a presence event about ``subject``: every active member of the realm
-    (bots included), or with access limiting on only those who may access the subject."""
-    recipients = active_members(realm)
-    if presence_settings.LIMIT_TO_ACCESSIBLE_USERS:
-        allowed = get_access_adapter().members_who_can_access(subject)
-        recipients = recipients.filter(pk__in=allowed.values("pk"))
-    return recipients
+def count_event_recipients(realm: Realm, subject: RealmMember, *, stop_after: int) -> int:
+    """How many members would receive a presence event about ``subject``: the active members of
+    the realm (bots included) who may see the subject, counted no further than
+    ``stop_after``."""
+    return count_members_who_can_access(subject, active_members(realm), stop_after=stop_after)
 
-
-def visible_event_subjects(realm: Realm, viewer: RealmMember, user_ids: set[int]) -> set[int]:
-    """Which of ``user_ids`` (subjects of presence events in ``realm``) ``viewer`` may receive
-    events about: all of them unless access limiting restricts the viewer; one query at most."""
-    if not presence_settings.LIMIT_TO_ACCESSIBLE_USERS:
-        return user_ids
-    adapter = get_access_adapter()
-    if adapter.can_access_all_users(viewer):
-        return user_ids
-    accessible = adapter.accessible_user_ids(viewer).filter(realm_id=realm.pk, user_id__in=user_ids)
-    return set(accessible)
-
-
-# Presence status and realm overviews -------------------------------------------------------
-
-STATUS_ACTIVE = "active"
-STATUS_IDLE = "idle"
-STATUS_OFFLINE = "offline"
-STATUSES = (STATUS_ACTIVE, STATUS_IDLE, STATUS_OFFLINE)
 
 # The relation from a realm to its members' presence rows: at most one row per member.
 _MEMBER_PRESENCE = "members__user__presence"
-
-
-def online_cutoff(now: datetime) -> datetime:
-    return now - timedelta(seconds=presence_settings.OFFLINE_THRESHOLD_SECS)
-
-
-def presence_status(
-    last_active: datetime | None, last_connected: datetime | None, now: datetime
-) -> str:
-    """What the Zulip web app would show: active if the last active report is younger than the
-    offline threshold, else idle if the last connection is, else offline. A NULL timestamp
-    counts as never."""
-    cutoff = online_cutoff(now)
-    if last_active is not None and last_active > cutoff:
-        return STATUS_ACTIVE
-    if last_connected is not None and last_connected > cutoff:
-        return STATUS_IDLE
-    return STATUS_OFFLINE
-
-
-def presence_status_q(status: str, now: datetime, *, path: str = "") -> Q:
-    """The filter selecting the presence rows :func:`presence_status` gives ``status``.
-
-    ``path`` is the relation from the filtered model to UserPresence (for example
-    ``"members__user__presence"``); through it, a missing row has no status at all."""
-
-    def field(name: str) -> str:
-        return f"{path}__{name}" if path else name
-
-    cutoff = online_cutoff(now)
-    not_active = Q(**{field("last_active_time__isnull"): True}) | Q(
-        **{field("last_active_time__lte"): cutoff}
-    )
-    if status == STATUS_ACTIVE:
-        return Q(**{field("last_active_time__gt"): cutoff})
-    if status == STATUS_IDLE:
-        return not_active & Q(**{field("last_connected_time__gt"): cutoff})
-    if status == STATUS_OFFLINE:
-        offline = not_active & (
-            Q(**{field("last_connected_time__isnull"): True})
-            | Q(**{field("last_connected_time__lte"): cutoff})
-        )
-        # Through a relation, NULL timestamps may mean "no row": that is not offline.
-        return offline & Q(**{f"{path}__isnull": False}) if path else offline
-    raise ValueError(f"unknown presence status {status!r}")
 
 
 def with_presence_counts(realms: QuerySet[Realm], now: datetime) -> QuerySet[Realm]:
@@ -514,10 +420,9 @@ def directory_members(realm: Realm, viewer: RealmMember) -> QuerySet[RealmMember
     realm read), each with its user and presence row joined in, ordered by the name the listing
     shows (where the user model has name fields), then email, so that pages are stable."""
     members = active_members(realm).filter(is_bot=False).select_related("user__presence")
-    if presence_settings.LIMIT_TO_ACCESSIBLE_USERS:
-        adapter = get_access_adapter()
-        if not adapter.can_access_all_users(viewer):
-            members = members.filter(user_id__in=adapter.accessible_user_ids(viewer))
+    allowed = accessible_user_ids(viewer)
+    if allowed is not None:
+        members = members.filter(user_id__in=allowed)
     email = Lower(f"user__{_user_email_field()}")
     if not (user_model_has_field("first_name") and user_model_has_field("last_name")):
         return members.order_by(email, "user_id")

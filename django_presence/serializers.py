@@ -12,7 +12,7 @@ from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
 from .exceptions import ZulipError
-from .models import UserPresence
+from .status import REPORTED_STATUSES
 
 
 def _is_json_type(value: Any, json_type: type) -> bool:
@@ -142,7 +142,7 @@ class UpdatePresenceParams(ZulipParamsSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # Checked after every type check, as Zulip does.
-        if UserPresence.status_from_string(attrs["status"]) is None:
+        if attrs["status"] not in REPORTED_STATUSES:
             raise serializers.ValidationError(f"Invalid status: {attrs['status']}")
         return attrs
 

@@ -23,8 +23,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import __version__
+from .access import can_access
 from .actions import do_set_presence_enabled, update_user_presence
-from .adapter import get_access_adapter
 from .authentication import ZulipApiKeyAuthentication, ZulipSessionAuthentication
 from .conf import presence_settings
 from .exceptions import ZulipError, allow_header, zulip_exception_handler
@@ -172,9 +172,7 @@ class UserPresenceView(PresenceAPIView):
             raise ZulipError("No such user")
         if target.is_bot:
             raise ZulipError("Presence is not supported for bot users.")
-        if presence_settings.LIMIT_TO_ACCESSIBLE_USERS and not get_access_adapter().can_access(
-            viewer, target
-        ):
+        if not can_access(viewer, target):
             raise ZulipError("Insufficient permission")
         timestamps = get_presence_for_user(realm, target)
         if timestamps is None:
@@ -183,7 +181,6 @@ class UserPresenceView(PresenceAPIView):
             *timestamps,
             now=timezone.now(),
             activity_offset_secs=presence_settings.LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS,
-            offline_threshold_secs=presence_settings.OFFLINE_THRESHOLD_SECS,
         )
         return self.success({"presence": presence})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from django_presence import actions
@@ -241,3 +241,41 @@ def test_a_bot_toggling_invisible_mode_gets_no_presence(
     assert [name for name, _kwargs in received] == ["presence_enabled_changed"] * 2
     bot.refresh_from_db()
     assert bot.presence_enabled is True
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="both write forms run only where CTEs can write"
+)
+def test_the_one_and_two_statement_writes_agree(make_member, monkeypatch):
+    """The same reports through the PostgreSQL one-statement form and the two-statement form of
+    other databases leave the same rows, update ids and sequences."""
+
+    def outcome(one_statement: bool) -> list[tuple]:
+        monkeypatch.setattr(actions, "_one_statement_writes", lambda: one_statement)
+        realm = actions.do_create_realm(f"forms-{one_statement}", "Forms")
+        members = [make_member(realm=realm) for _ in range(3)]
+        for seconds, member, status in [
+            (0, members[0], "active"),
+            (0, members[1], "idle"),
+            (100, members[0], "idle"),
+            (200, members[0], "active"),
+            (300, members[2], "active"),
+            (400, members[1], "active"),
+        ]:
+            report(member, seconds, status)
+        # A realm with no sequence row: the write makes one and retries.
+        PresenceSequence.objects.filter(realm=realm).delete()
+        report(members[2], 500)
+        rows = UserPresence.objects.filter(realm=realm).order_by("last_update_id")
+        return [
+            (
+                members.index(next(m for m in members if m.user_id == row.user_id)),
+                row.last_active_time,
+                row.last_connected_time,
+                row.last_update_id,
+            )
+            for row in rows
+        ] + [PresenceSequence.objects.get(realm=realm).last_update_id]
+
+    assert outcome(True) == outcome(False)

@@ -25,10 +25,10 @@ from django.db.models import Max
 from django.utils import timezone
 
 from django_presence import actions
-from django_presence.formatting import format_legacy_entry
 from django_presence.models import PresenceSequence, Realm, RealmMember, UserPresence
 from django_presence.queries import get_presence_dict_by_realm
 from django_presence.signals import presence_changed
+from django_presence.status import legacy_status
 
 from .api_utils import (
     FORM,
@@ -38,7 +38,6 @@ from .api_utils import (
     assert_error,
     form,
     frozen_now,
-    legacy_entry,
     now_seconds,
     post_presence,
     recording,
@@ -673,17 +672,13 @@ def test_presence_disabled(org):
     assert list(body["presences"]) == [str(hamlet.user_id)]
 
 
-def test_format_legacy_presence_dict():
+def test_legacy_status_rule():
     now = now_seconds()
-
-    def legacy(status: str, moment: datetime) -> dict[str, Any]:
-        return legacy_entry(status, ts(moment))
-
     fifty_seconds_ago = now - timedelta(seconds=50)
     three_minutes_ago = now - timedelta(minutes=3)
-    assert format_legacy_entry(now, now, 70) == legacy("active", now)
-    assert format_legacy_entry(fifty_seconds_ago, now, 70) == legacy("active", fifty_seconds_ago)
-    assert format_legacy_entry(three_minutes_ago, now, 70) == legacy("idle", now)
+    assert legacy_status(now, now, 70) == ("active", ts(now))
+    assert legacy_status(fifty_seconds_ago, now, 70) == ("active", ts(fifty_seconds_ago))
+    assert legacy_status(three_minutes_ago, now, 70) == ("idle", ts(now))
 
 
 # Events: the presence_changed signal ---------------------------------------------------------

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django_presence.exceptions import ZulipError
-from django_presence.formatting import LEGACY_CLIENT_NAME, legacy_status
+from django_presence.formatting import LEGACY_CLIENT_NAME
+from django_presence.status import legacy_status
 
 # What the receiver of presence_changed writes to a realm's log: user_id, email,
 # server_timestamp and presence (the modern entry).

@@ -15,11 +15,11 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from django_presence.adapter import get_access_adapter
+from django_presence.access import accessible_user_ids, visible_subjects
 from django_presence.conf import presence_settings
 from django_presence.exceptions import ZulipError
 from django_presence.models import RealmMember
-from django_presence.queries import get_presence_dict_by_realm, visible_event_subjects
+from django_presence.queries import get_presence_dict_by_realm
 
 from . import queues
 from .backends import EventBackend, get_event_backend
@@ -104,8 +104,7 @@ async def get_events(
         backend=get_event_backend(),
         member=member,
         queue_id=queue_id,
-        limited=presence_settings.LIMIT_TO_ACCESSIBLE_USERS
-        and await sync_to_async(_sees_only_some_users)(member),
+        limited=await sync_to_async(_sees_only_some_users)(member),
         activity_offset_secs=presence_settings.LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS,
     )
     acknowledged: list[ZulipError | None] = []
@@ -157,7 +156,7 @@ async def delete_event_queue(member: RealmMember, queue_id: str) -> None:
 
 
 def _sees_only_some_users(member: RealmMember) -> bool:
-    return not get_access_adapter().can_access_all_users(member)
+    return accessible_user_ids(member) is not None
 
 
 async def _collect(poll: _Poll, *, heartbeat: bool = False) -> EventQueue:
@@ -191,7 +190,7 @@ async def _add_new_entries(poll: _Poll, queue: EventQueue) -> bool:
 async def _visible_subjects(member: RealmMember, entries: list[tuple[str, LogEntry]]) -> set[int]:
     """The subjects of ``entries`` the member may see (one query, in a thread)."""
     subjects = {entry["user_id"] for _position, entry in entries}
-    return await sync_to_async(visible_event_subjects)(member.realm, member, subjects)
+    return await sync_to_async(visible_subjects)(member, subjects)
 
 
 async def _change_queue(poll: _Poll, change: Callable[[EventQueue], Awaitable[bool]]) -> EventQueue:

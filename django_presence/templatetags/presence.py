@@ -6,10 +6,10 @@ user's presence now::
     <span class="presence-dot presence-dot--active" data-user-id="10" role="img"
           aria-label="active now" title="active now"></span>
 
-The status follows the admin's rule (queries.presence_status). Each call makes one query, for
-the user's presence row and its realm, unless the row was loaded with the user: in a loop, load
-the users with ``select_related("presence__realm")`` and the tag makes none. The badge is not
-access-limited: the host decides whose presence a page shows."""
+The status follows status.presence_status (presence-dot.js mirrors it). Each call makes one
+query, for the user's presence row and its realm, unless the row was loaded with the user: in a
+loop, load the users with ``select_related("presence__realm")`` and the tag makes none. The badge
+is not access-limited: the host decides whose presence a page shows."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
 
 from django_presence.models import UserPresence
-from django_presence.queries import STATUS_ACTIVE, STATUS_IDLE, STATUS_OFFLINE, presence_status
+from django_presence.status import ACTIVE, IDLE, OFFLINE, presence_status
 
 register = template.Library()
 
@@ -53,11 +53,11 @@ def _presence(user: object) -> UserPresence | None:
 def dot_status(presence: UserPresence | None, now: datetime) -> tuple[str, str]:
     """The badge's status (its class suffix) and title for a presence row, or for none."""
     if presence is None or presence.realm.presence_disabled:
-        return STATUS_OFFLINE, gettext("offline")
+        return OFFLINE, gettext("offline")
     status = presence_status(presence.last_active_time, presence.last_connected_time, now)
-    if status == STATUS_ACTIVE:
+    if status == ACTIVE:
         return status, gettext("active now")
-    if status == STATUS_IDLE:
+    if status == IDLE:
         return status, gettext("idle")
     seen = [
         moment for moment in (presence.last_active_time, presence.last_connected_time) if moment

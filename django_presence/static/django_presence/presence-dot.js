@@ -53,9 +53,9 @@
     return timestamp !== null && timestamp !== undefined && now - timestamp < threshold;
   }
 
-  // The server's rule (queries.presence_status): active if the last active report is younger
-  // than the offline threshold, else idle if the last connection is, else offline; "never"
-  // without any report.
+  // The server's rule (status.presence_status; tests/test_status.py runs both on one table of
+  // cases): active if the last active report is younger than the offline threshold, else idle
+  // if the last connection is, else offline; "never" without any report.
   function statusOf(member, now, threshold) {
     if (!member || (member.active_timestamp == null && member.idle_timestamp == null)) {
       return "never";
