@@ -16,6 +16,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from .conf import presence_settings
@@ -52,9 +53,9 @@ class MembershipError(ValueError):
     """Why a user cannot become a member of a realm; the message is for people."""
 
 
-def check_add_realm_member(user: AbstractBaseUser, realm: Realm) -> None:
-    """One realm per user, and one member per email within a realm (the API finds members by
-    email, case-insensitively). Raises MembershipError."""
+def validate_realm_membership(user: AbstractBaseUser, realm: Realm) -> None:
+    """The membership rules: one realm per user, and one member per email within a realm (the
+    API finds members by email, case-insensitively). Raises MembershipError."""
     email_field = user.get_email_field_name()
     email = user_email(user)
     current = RealmMember.objects.select_related("realm").filter(user_id=user.pk).first()
@@ -72,6 +73,19 @@ def check_add_realm_member(user: AbstractBaseUser, realm: Realm) -> None:
         )
 
 
+def check_add_realm_member(
+    user: AbstractBaseUser,
+    realm: Realm,
+    *,
+    role: int = RealmMember.Role.MEMBER,
+    is_bot: bool = False,
+) -> RealmMember:
+    """Make ``user`` a member of ``realm`` if validate_realm_membership allows it (else
+    MembershipError)."""
+    validate_realm_membership(user, realm)
+    return do_add_realm_member(user, realm, role=role, is_bot=is_bot)
+
+
 def do_add_realm_member(
     user: AbstractBaseUser,
     realm: Realm,
@@ -79,8 +93,8 @@ def do_add_realm_member(
     role: int = RealmMember.Role.MEMBER,
     is_bot: bool = False,
 ) -> RealmMember:
-    """Make ``user`` a member of ``realm`` (see check_add_realm_member for the rules)."""
-    check_add_realm_member(user, realm)
+    """Make ``user`` a member of ``realm``, unchecked: callers have run
+    validate_realm_membership (the database still refuses a second membership of a user)."""
     return RealmMember.objects.create(user_id=user.pk, realm=realm, role=role, is_bot=is_bot)
 
 
@@ -186,12 +200,11 @@ def do_update_user_presence(
     conf = presence_settings
     # Zulip asserts this on every write; checks.py reports it at start-up as well.
     assert 3 * conf.PING_INTERVAL_SECS + 20 <= conf.OFFLINE_THRESHOLD_SECS
-    min_freq = timedelta(seconds=conf.UPDATE_MIN_FREQ_SECONDS)
     is_active = status == ACTIVE
 
     loaded = None if force_send_update else _loaded_presence_row(member)
     if loaded is not None and not _report_changes(
-        loaded.last_active_time, loaded.last_connected_time, log_time, is_active, min_freq
+        loaded.last_active_time, loaded.last_connected_time, log_time, is_active
     ):
         # The row came with the member (authentication loads it) moments ago, and timestamps
         # only move forward (invisible mode moves them back, but then reports are ignored):
@@ -199,48 +212,67 @@ def do_update_user_presence(
         return None
 
     with transaction.atomic(durable=True):
-        row = _lock_presence_row(member.user_id)
-        changes: dict[str, datetime] = {}
-        last_active: datetime | None
-        last_connected: datetime | None
-        if row is None:
-            creating = True
-            last_active = log_time if is_active else None
-            last_connected = log_time
-            since_active = log_time - last_active if last_active else NULL_TIMESTAMP_AGE
-        else:
-            creating = False
-            row_id, last_active, last_connected = row
-            since_active = log_time - last_active if last_active else NULL_TIMESTAMP_AGE
-            changes = _report_changes(last_active, last_connected, log_time, is_active, min_freq)
-            last_active = changes.get("last_active_time", last_active)
-            last_connected = changes.get("last_connected_time", last_connected)
-
-        became_online = is_active and since_active > timedelta(
-            seconds=conf.CAME_ONLINE_THRESHOLD_SECS
-        )
-
-        write: _PresenceWrite | None = None
-        if creating:
-            write = _insert_presence_row(member, last_active, last_connected)
-            if not write.row_written:
-                # Another request created the row first; it sends the event, we do nothing.
-                logger.info("UserPresence row already created for %s, returning.", member.user_id)
-                return None
-        elif changes:
-            write = _update_presence_row(member, row_id, changes)
-
-        realm = member.realm
-        if force_send_update or (not realm.presence_disabled and (creating or became_online)):
+        report = _write_report(member, log_time, is_active)
+        if report is None:
+            return None
+        announce = report.created or report.came_online
+        if force_send_update or (announce and not member.realm.presence_disabled):
             _send_presence_changed_on_commit(
                 member,
-                last_active=last_active,
-                last_connected=last_connected,
-                last_update_id=write.last_update_id if write else None,
+                last_active=report.last_active,
+                last_connected=report.last_connected,
+                last_update_id=report.last_update_id,
                 log_time=log_time,
                 forced=force_send_update,
             )
-    return write.last_update_id if write else None
+    return report.last_update_id
+
+
+@dataclass(frozen=True)
+class _WrittenReport:
+    """What a report did to the member's row: the timestamps now, the update id of the write
+    (None when it wrote nothing), and whether it created the row or brought the member online
+    (active after more than PRESENCE_CAME_ONLINE_THRESHOLD_SECS without being active)."""
+
+    last_active: datetime | None
+    last_connected: datetime | None
+    last_update_id: int | None
+    created: bool
+    came_online: bool
+
+
+def _write_report(
+    member: RealmMember, log_time: datetime, is_active: bool
+) -> _WrittenReport | None:
+    """Lock the member's row and write the report into it, or create it. None when another
+    request created the row first: that request sends the event, this one does nothing."""
+    row = _lock_presence_row(member.user_id)
+    previous_active = None if row is None else row[1]
+    came_online = is_active and _age(previous_active, log_time) > timedelta(
+        seconds=presence_settings.CAME_ONLINE_THRESHOLD_SECS
+    )
+    if row is None:
+        last_active = log_time if is_active else None
+        write = _insert_presence_row(member, last_active, log_time)
+        if not write.row_written:
+            logger.info("UserPresence row already created for %s, returning.", member.user_id)
+            return None
+        return _WrittenReport(last_active, log_time, write.last_update_id, True, came_online)
+    row_id, last_active, last_connected = row
+    changes = _report_changes(last_active, last_connected, log_time, is_active)
+    update_id = _update_presence_row(member, row_id, changes).last_update_id if changes else None
+    return _WrittenReport(
+        last_active=changes.get("last_active_time", last_active),
+        last_connected=changes.get("last_connected_time", last_connected),
+        last_update_id=update_id,
+        created=False,
+        came_online=came_online,
+    )
+
+
+def _age(moment: datetime | None, log_time: datetime) -> timedelta:
+    """How long before ``log_time`` a timestamp is; a NULL one counts as NULL_TIMESTAMP_AGE."""
+    return log_time - moment if moment else NULL_TIMESTAMP_AGE
 
 
 def _report_changes(
@@ -248,17 +280,15 @@ def _report_changes(
     last_connected: datetime | None,
     log_time: datetime,
     is_active: bool,
-    min_freq: timedelta,
 ) -> dict[str, datetime]:
     """What a report at ``log_time`` writes to an existing row: each timestamp more than
-    ``min_freq`` older than the report (last_active only for an active report, which also
-    brings last_connected up to it). Empty when the report changes nothing."""
+    PRESENCE_UPDATE_MIN_FREQ_SECONDS older than the report (last_active only for an active
+    report, which also brings last_connected up to it). Empty when it changes nothing."""
+    min_freq = timedelta(seconds=presence_settings.UPDATE_MIN_FREQ_SECONDS)
     changes: dict[str, datetime] = {}
-    since_active = log_time - last_active if last_active else NULL_TIMESTAMP_AGE
-    since_connected = log_time - last_connected if last_connected else NULL_TIMESTAMP_AGE
-    if since_connected > min_freq:
+    if _age(last_connected, log_time) > min_freq:
         changes["last_connected_time"] = last_connected = log_time
-    if is_active and since_active > min_freq:
+    if is_active and _age(last_active, log_time) > min_freq:
         changes["last_active_time"] = log_time
         if last_connected is None or last_connected < log_time:
             changes["last_connected_time"] = log_time
@@ -400,6 +430,19 @@ def _too_many_recipients(member: RealmMember) -> bool:
         return False  # no limit: nothing to count
     # Counting one past the limit is enough to decide, however large the realm.
     return count_event_recipients(member.realm, member, stop_after=limit + 1) > limit
+
+
+def do_record_lost_presence_event(realm: Realm) -> None:
+    """Count a presence event of ``realm`` that could not be published (the event backend was
+    down): every event queue of the realm registered before it answers BAD_EVENT_QUEUE_ID at
+    its next poll, so that its client registers again and fetches the state afresh instead of
+    missing the change for good (docs/events.md). One short transaction, run after the presence
+    write's commit, by the receiver that publishes."""
+    with transaction.atomic():
+        lost = F("events_lost") + 1
+        if not PresenceSequence.objects.filter(realm=realm).update(events_lost=lost):
+            _ensure_presence_sequence(realm.pk)
+            PresenceSequence.objects.filter(realm=realm).update(events_lost=lost)
 
 
 # Purging old rows ---------------------------------------------------------------------------

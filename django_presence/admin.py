@@ -260,7 +260,7 @@ def _schedule_set_presence_enabled(members: QuerySet[RealmMember], presence_enab
 
 
 class RealmMemberAddForm(forms.ModelForm):  # type: ignore[type-arg]
-    """The add form: the membership rules of actions.check_add_realm_member, as form errors."""
+    """The add form: the membership rules of actions.validate_realm_membership, as form errors."""
 
     class Meta:
         model = RealmMember
@@ -276,7 +276,7 @@ class RealmMemberAddForm(forms.ModelForm):  # type: ignore[type-arg]
             and not RealmMember.objects.filter(user_id=user.pk).exists()
         ):
             try:
-                actions.check_add_realm_member(user, realm)
+                actions.validate_realm_membership(user, realm)
             except actions.MembershipError as exc:
                 raise forms.ValidationError(str(exc)) from exc
         return cleaned

@@ -158,6 +158,11 @@ class PresenceSequence(models.Model):
         Realm, on_delete=models.CASCADE, related_name="presence_sequence", verbose_name=_("realm")
     )
     last_update_id = models.PositiveBigIntegerField(_("last update id"))
+    # Presence events of the realm that could not be published (the event backend was down):
+    # an event queue registered when the count was lower may have missed one, so its next poll
+    # answers BAD_EVENT_QUEUE_ID and its client registers again (docs/events.md). A database
+    # default too, for the raw INSERT that creates a missing row (actions.py).
+    events_lost = models.PositiveBigIntegerField(_("events lost"), default=0, db_default=0)
 
     class Meta:
         verbose_name = _("presence sequence")

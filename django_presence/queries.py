@@ -3,10 +3,10 @@ so the indexes that lead with the realm serve it. Nothing here writes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.db import NotSupportedError, connections, router
@@ -35,6 +35,8 @@ from .models import (
     user_model_has_field,
 )
 from .status import STATUSES, legacy_status_at, presence_status_q
+
+T = TypeVar("T")
 
 # presence_last_update_id when there is neither data nor a client baseline.
 NO_UPDATE_ID = -1
@@ -77,10 +79,14 @@ def get_presence_dict_by_realm(
         history_limit_days=history_limit_days,
         now=now,
     )
-    presences: dict[str, Any] = {}
-    for chunk in read.chunks():
-        presences.update(chunk)
-    return presences, read.last_update_id
+    return read.consume(_merged)
+
+
+def _merged(chunks: Iterator[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for chunk in chunks:
+        merged.update(chunk)
+    return merged
 
 
 def read_realm_presence(
@@ -229,21 +235,51 @@ def loaded_update_id(realm: Realm) -> int | None:
     return sequence.last_update_id if isinstance(sequence, PresenceSequence) else None
 
 
+def loaded_lost_event_count(realm: Realm) -> int | None:
+    """The realm's count of presence events that could not be published
+    (actions.do_record_lost_presence_event) if its sequence row was loaded with the realm (0
+    for a realm without one), else None; never a query."""
+    sequence_rel = PresenceSequence._meta.get_field("realm").remote_field
+    if not sequence_rel.is_cached(realm):
+        return None
+    sequence = sequence_rel.get_cached_value(realm)
+    return sequence.events_lost if isinstance(sequence, PresenceSequence) else 0
+
+
+def lost_event_count(realm: Realm) -> int:
+    """The same, with one query when the sequence row was not loaded."""
+    loaded = loaded_lost_event_count(realm)
+    if loaded is not None:
+        return loaded
+    sequences = PresenceSequence.objects.filter(realm=realm)
+    return sequences.values_list("events_lost", flat=True).first() or 0
+
+
 # Rows read from the cursor, and entries built, per step of a realm read.
 READ_CHUNK_SIZE = 2000
 
 
 class RealmPresenceRead:
-    """One realm read, made by read_realm_presence: iterate ``chunks()`` once (dicts of up to
-    READ_CHUNK_SIZE entries); ``last_update_id`` is final after that."""
+    """One realm read, made by read_realm_presence. ``consume`` hands its entries to a consumer
+    in dicts of up to READ_CHUNK_SIZE entries, then gives presence_last_update_id, which is known
+    only once every row has been read: there is no way to ask for it earlier."""
 
     def __init__(self, rows: _RealmRows | None, *, slim_presence: bool, baseline: int) -> None:
         self._rows = rows
         self._slim_presence = slim_presence
         # With no row, the client's baseline goes back (or NO_UPDATE_ID).
-        self.last_update_id = baseline
+        self._last_update_id = baseline
 
-    def chunks(self) -> Iterator[dict[str, Any]]:
+    def consume(self, consumer: Callable[[Iterator[dict[str, Any]]], T]) -> tuple[T, int]:
+        """``consumer(chunks)``'s result, and the presence_last_update_id to send with it. Rows
+        the consumer left unread are read all the same, so that the id is right."""
+        chunks = self._chunks()
+        result = consumer(chunks)
+        for _chunk in chunks:
+            pass
+        return result, self._last_update_id
+
+    def _chunks(self) -> Iterator[dict[str, Any]]:
         if self._rows is None:
             return
         slim = self._slim_presence
@@ -265,7 +301,7 @@ class RealmPresenceRead:
         if chunk:
             yield chunk
         if newest > NO_UPDATE_ID:
-            self.last_update_id = newest
+            self._last_update_id = newest
 
     def _microsecond_rows(self, rows: _RealmRows) -> Iterator[tuple[Any, int, int, int]]:
         sql, params = rows.sql(by_email=not self._slim_presence)

@@ -142,13 +142,12 @@ class UpdatePresenceView(PresenceAPIView):
             history_limit_days=params.get("history_limit_days"),
             newest_update_id=_newest(loaded_update_id(member.realm), written_id),
         )
-        presences = presences_fragment(read.chunks())
+        presences, last_update_id = read.consume(presences_fragment)
         return self.success(
             {
                 "presences": presences,
                 "server_timestamp": time.time(),
-                # Final only once the chunks are read.
-                "presence_last_update_id": read.last_update_id,
+                "presence_last_update_id": last_update_id,
             }
         )
 
@@ -192,7 +191,7 @@ class RealmPresenceView(PresenceAPIView):
         viewer = get_request_member(request)
         self.parse_params(request, NoParams)
         read = read_realm_presence(viewer.realm, viewer, slim_presence=False)
-        presences = presences_fragment(read.chunks())
+        presences, _last_update_id = read.consume(presences_fragment)
         return self.success({"presences": presences, "server_timestamp": time.time()})
 
 

@@ -65,7 +65,7 @@ def seeded_example_db(directory: Path, url: str) -> Path:
 _CREATE_ACCOUNTS_SCRIPT = """
 import json
 from django.contrib.auth import get_user_model
-from django_presence.actions import do_add_realm_member, do_create_api_key, do_create_realm
+from django_presence.actions import check_add_realm_member, do_create_api_key, do_create_realm
 from django_presence.models import Realm
 realms = {}
 accounts = {}
@@ -75,7 +75,7 @@ for username, string_id in json.loads(REALM_BY_USERNAME).items():
             string_id, string_id
         )
     user = get_user_model().objects.create_user(username, f"{username}@example.com")
-    member = do_add_realm_member(user, realms[string_id])
+    member = check_add_realm_member(user, realms[string_id])
     _key, raw_key = do_create_api_key(member)
     accounts[username] = {"email": member.email, "user_id": user.pk, "api_key": raw_key}
 print(json.dumps(accounts))

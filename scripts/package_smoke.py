@@ -57,7 +57,6 @@ INSTALLED_APPS = [
     "django_presence",
 ]
 DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": {db!r}}}}}
-REST_FRAMEWORK = {{"EXCEPTION_HANDLER": "django_presence.exceptions.zulip_exception_handler"}}
 """
 
 URLS = """

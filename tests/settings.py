@@ -73,7 +73,6 @@ else:
 # The same database under a second alias, as a read replica would be (tests/test_read_replica.py).
 DATABASES["replica"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
 
-REST_FRAMEWORK = {"EXCEPTION_HANDLER": "django_presence.exceptions.zulip_exception_handler"}
 
 # The per-user API rate limit is tested on its own; elsewhere it would only add noise.
 PRESENCE_API_RATE = None

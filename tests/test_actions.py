@@ -9,8 +9,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from django_presence import actions
-from django_presence.models import PresenceSequence, Realm, UserPresence
+from django_presence.models import PresenceSequence, Realm, RealmMember, UserPresence
 from django_presence.signals import presence_changed, presence_enabled_changed
+
+from .factories import RealmFactory, UserFactory
 
 T0 = timezone.now().replace(microsecond=0) - timedelta(days=1)
 
@@ -279,3 +281,43 @@ def test_the_one_and_two_statement_writes_agree(make_member, monkeypatch):
         ] + [PresenceSequence.objects.get(realm=realm).last_update_id]
 
     assert outcome(True) == outcome(False)
+
+
+@pytest.mark.django_db
+def test_check_add_realm_member_validates_then_adds(realm):
+    user = UserFactory(email="Ada@Example.com")
+    member = actions.check_add_realm_member(user, realm, role=RealmMember.Role.GUEST)
+    assert (member.realm, member.role, member.is_bot) == (realm, RealmMember.Role.GUEST, False)
+    with pytest.raises(actions.MembershipError, match="already belongs to realm 'zulip'"):
+        actions.check_add_realm_member(user, RealmFactory())
+    namesake = UserFactory(email="ada@example.com")
+    with pytest.raises(actions.MembershipError, match="already has the email"):
+        actions.check_add_realm_member(namesake, realm)
+    # do_add_realm_member writes without these checks: the caller validated.
+    other_realm = RealmFactory()
+    assert actions.do_add_realm_member(namesake, other_realm).realm == other_realm
+
+
+@pytest.mark.django_db
+def test_lost_presence_events_are_counted_per_realm(make_member):
+    hamlet = make_member()
+    other_realm = actions.do_create_realm("other", "Other")
+    actions.do_record_lost_presence_event(hamlet.realm)
+    actions.do_record_lost_presence_event(hamlet.realm)
+    assert PresenceSequence.objects.get(realm=hamlet.realm).events_lost == 2
+    assert PresenceSequence.objects.get(realm=other_realm).events_lost == 0
+
+
+@pytest.mark.django_db
+def test_a_lost_presence_event_creates_a_missing_sequence_row(make_member):
+    hamlet = make_member()
+    report(hamlet, 0)
+    bare_realm = Realm.objects.create(string_id="bare", name="Bare")
+    actions.do_record_lost_presence_event(bare_realm)
+    PresenceSequence.objects.filter(realm=hamlet.realm).delete()
+    actions.do_record_lost_presence_event(hamlet.realm)
+    sequences = PresenceSequence.objects.filter(realm__in=[bare_realm, hamlet.realm])
+    assert sorted(sequences.values_list("realm__string_id", "last_update_id", "events_lost")) == [
+        ("bare", 0, 1),
+        (hamlet.realm.string_id, 1, 1),
+    ]

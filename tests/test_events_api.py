@@ -16,8 +16,9 @@ from django.test import Client, override_settings
 
 from django_presence import __version__, actions
 from django_presence.events import queues
+from django_presence.events import receivers as event_receivers
 from django_presence.events.backends import get_event_backend
-from django_presence.models import RealmMember
+from django_presence.models import PresenceSequence, RealmMember
 from loopback.auth import basic_auth
 
 from .api_utils import (
@@ -609,6 +610,51 @@ def test_a_failing_event_backend_does_not_fail_the_presence_write(
         response = post_presence(clients(hamlet), status="active")
     assert success(response)["presences"] != {}
     assert f"Could not publish the presence event of user {hamlet.user_id}" in caplog.text
+    assert PresenceSequence.objects.get(realm=hamlet.realm).events_lost == 1
+
+
+def test_an_event_that_could_not_be_published_ends_the_realms_older_queues(
+    hamlet, othello, make_member, clients, come_online, monkeypatch
+):
+    """Its queues would miss it for good: their next poll is BAD_EVENT_QUEUE_ID, so their
+    clients register again and fetch the state afresh. Queues registered later, and other
+    realms' queues, carry on."""
+    older = register_queue(clients(hamlet))
+    elsewhere = make_member(realm=RealmFactory())
+    elsewhere_queue = register_queue(clients(elsewhere))
+
+    def down(realm_id: int, entry: Any) -> None:
+        raise ConnectionError("the event backend is down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(get_event_backend(), "publish", down)
+        come_online(othello)
+    bad_queue(get_events(clients(hamlet), queue_id=older, last_event_id=-1), older)
+    newer = register_queue(clients(hamlet))
+    assert poll(clients(hamlet), newer) == []
+    iago = make_member()
+    come_online(iago)
+    assert [event["user_id"] for event in poll(clients(hamlet), newer)] == [iago.user_id]
+    assert poll(clients(elsewhere), elsewhere_queue) == []
+
+
+def test_a_loss_that_cannot_be_recorded_does_not_fail_the_write(
+    hamlet, othello, clients, come_online, monkeypatch, caplog
+):
+    def down(*args: Any) -> None:
+        raise ConnectionError("down")
+
+    monkeypatch.setattr(get_event_backend(), "publish", down)
+    monkeypatch.setattr(event_receivers, "do_record_lost_presence_event", down)
+    come_online(othello)
+    assert f"Could not record the lost presence event of user {othello.user_id}" in caplog.text
+
+
+def test_a_poll_costs_one_query_only(hamlet, clients, django_assert_num_queries):
+    """The API key, with the realm's count of lost events joined: comparing it costs nothing."""
+    queue_id = register_queue(clients(hamlet))
+    with django_assert_num_queries(1):
+        assert poll(clients(hamlet), queue_id) == []
 
 
 def test_the_realm_size_limit_stops_unforced_events(hamlet, othello, clients, come_online):

@@ -8,6 +8,7 @@ SQLite run only.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis
 import zulip
@@ -43,6 +45,10 @@ POLL_SETTLE_SECS = 1  # time for a long poll to reach the server before the writ
 POLLS = 20
 
 MEMBERS = ("watcher", "mover1", "mover2", "mover3", "mover4", "mover5", "mover6")
+MEMBERS += ("mover7", "mover8")
+# Polls of one queue at once, in the test of superseded polls.
+CONCURRENT_POLLS = 60
+CONCURRENT_POLLS_TIMEOUT_SECS = 30
 
 
 def client(account: Account, server: ExampleServer) -> zulip.Client:
@@ -278,6 +284,79 @@ def test_a_queue_registered_on_one_process_is_polled_on_the_other(redis_servers,
         queue_id=registered["queue_id"], last_event_id=-1
     )
     assert gone["code"] == "BAD_EVENT_QUEUE_ID"
+
+
+# Many polls of one queue at once -------------------------------------------------------------
+
+
+async def concurrent_polls_then_write(
+    servers: list[ExampleServer], watcher: Account, mover: Account
+) -> tuple[list[tuple[int, dict[str, Any]]], tuple[int, dict[str, Any]]]:
+    """CONCURRENT_POLLS long polls of one queue, spread over ``servers``; once all but one
+    have answered (each newer poll supersedes the waiting one), ``mover`` comes online. Returns
+    the (status, body) of the superseded polls and of the last one. Bounded in time."""
+    headers = {"Authorization": watcher.authorization}
+    timeout = aiohttp.ClientTimeout(total=CONCURRENT_POLLS_TIMEOUT_SECS)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with session.post(
+            f"{servers[0].url}/api/v1/register",
+            data={"event_types": '["presence"]'},
+            headers=headers,
+        ) as response:
+            queue_id = (await response.json())["queue_id"]
+
+        async def get(server: ExampleServer) -> tuple[int, dict[str, Any]]:
+            params = {"queue_id": queue_id, "last_event_id": "-1"}
+            url = f"{server.url}/api/v1/events"
+            async with session.get(url, params=params, headers=headers) as response:
+                return response.status, await response.json()
+
+        polls = [
+            asyncio.create_task(get(servers[index % len(servers)]))
+            for index in range(CONCURRENT_POLLS)
+        ]
+        try:
+            deadline = time.monotonic() + CONCURRENT_POLLS_TIMEOUT_SECS
+            while sum(poll.done() for poll in polls) < CONCURRENT_POLLS - 1:
+                assert time.monotonic() < deadline, "the superseded polls did not all answer"
+                await asyncio.sleep(0.05)
+            (newest,) = [poll for poll in polls if not poll.done()]
+            async with session.post(
+                f"{servers[-1].url}/api/v1/users/me/presence",
+                data={"status": "active"},
+                headers={"Authorization": mover.authorization},
+            ) as response:
+                assert response.status == 200, await response.text()
+            last = await asyncio.wait_for(newest, EVENT_WAIT_SECS)
+            return [poll.result() for poll in polls if poll is not newest], last
+        finally:
+            for poll in polls:
+                poll.cancel()
+            await asyncio.gather(*polls, return_exceptions=True)
+
+
+@pytest.mark.parametrize("backend", ["in_process", "redis"])
+def test_many_polls_of_one_queue_all_succeed_and_the_newest_gets_the_event(
+    backend, request, accounts
+):
+    """All at once on one queue: never an error; every poll but the newest answers at once
+    with no events, and the newest gets the presence event when it comes."""
+    if backend == "in_process":
+        servers = [request.getfixturevalue("server")]
+        mover = accounts["mover7"]
+    else:
+        servers = list(request.getfixturevalue("redis_servers"))
+        mover = accounts["mover8"]
+    superseded, (status, body) = asyncio.run(
+        concurrent_polls_then_write(servers, accounts["watcher"], mover)
+    )
+    queue_id = body.get("queue_id")
+    assert [status for status, _body in superseded] == [200] * (CONCURRENT_POLLS - 1)
+    for _status, answer in superseded:
+        assert answer == {"result": "success", "msg": "", "events": [], "queue_id": queue_id}
+    assert status == 200, body
+    (event,) = body["events"]
+    presence_event(mover, event)
 
 
 # The load test, small --------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -233,3 +234,17 @@ def test_wake_ups_for_a_closed_loop_are_ignored():
     registry.wake_all()
     registry.wake_realm(1)
     assert registry.waiting() == 1
+
+
+def test_each_poll_that_connects_becomes_the_current_one():
+    queue = make_queue()
+    assert (queue.connect_poll(waiting=True), queue.poll_waiting) == (1, True)
+    assert (queue.connect_poll(waiting=False), queue.poll_waiting) == (2, False)
+    assert EventQueue.from_json(queue.to_json(), version=1).current_poll == 2
+
+
+def test_records_stored_before_polls_were_numbered_still_load():
+    stored = json.loads(make_queue().to_json())
+    del stored["current_poll"], stored["poll_waiting"]
+    queue = EventQueue.from_json(json.dumps(stored), version=3)
+    assert (queue.current_poll, queue.poll_waiting, queue.version) == (0, False, 3)

@@ -69,9 +69,16 @@ class EventQueue:
     last_connected: float
     # Position in the realm's log of the newest entry this queue has looked at (backend-defined).
     read_pos: str = ""
+    # The realm's count of presence events that could not be published, when the queue was
+    # registered: once it has grown, the queue may have missed one (docs/events.md).
+    events_lost: int = 0
     newest_pruned_id: int = -1
     next_event_id: int = 0
     events: list[Event] = field(default_factory=list)
+    # The number of the GET events that connected last, and whether it waits for events: as in
+    # Zulip, a newer poll supersedes it, and a superseded poll answers at once.
+    current_poll: int = 0
+    poll_waiting: bool = False
     version: int = 0
 
     @classmethod
@@ -83,6 +90,7 @@ class EventQueue:
         wants_presence: bool,
         slim_presence: bool,
         simplified_presence_events: bool,
+        events_lost: int = 0,
     ) -> EventQueue:
         return cls(
             queue_id=str(uuid.uuid4()),
@@ -92,6 +100,7 @@ class EventQueue:
             slim_presence=slim_presence,
             simplified_presence_events=simplified_presence_events,
             last_connected=now(),
+            events_lost=events_lost,
         )
 
     def to_json(self) -> str:
@@ -122,6 +131,12 @@ class EventQueue:
         if last_event_id != self.newest_pruned_id:
             return ZulipError(f"Event {last_event_id} was not in this queue")
         return None
+
+    def connect_poll(self, *, waiting: bool) -> int:
+        """Make a new GET events the queue's current poll; returns its number."""
+        self.current_poll += 1
+        self.poll_waiting = waiting
+        return self.current_poll
 
     def add_log_entries(
         self,

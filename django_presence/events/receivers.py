@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django_presence.actions import do_record_lost_presence_event
 from django_presence.models import RealmMember, UserPresence
 from django_presence.signals import presence_changed
 
@@ -35,8 +36,18 @@ def publish_presence_change(
     try:
         get_event_backend().publish(member.realm_id, entry)
     except Exception:
-        # The presence write has committed and must not fail because the event feed is down.
+        # The presence write has committed and must not fail because the event feed is down,
+        # but the realm's queues must not miss the change silently either.
         logger.exception("Could not publish the presence event of user %s", member.user_id)
+        _record_lost_event(member)
+
+
+def _record_lost_event(member: RealmMember) -> None:
+    try:
+        do_record_lost_presence_event(member.realm)
+    except Exception:
+        # The database is down too: nothing more can be done, and this must not fail either.
+        logger.exception("Could not record the lost presence event of user %s", member.user_id)
 
 
 def connect() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
@@ -19,7 +20,11 @@ from django_presence.access import accessible_user_ids, visible_subjects
 from django_presence.conf import presence_settings
 from django_presence.exceptions import ZulipError
 from django_presence.models import RealmMember
-from django_presence.queries import get_presence_dict_by_realm
+from django_presence.queries import (
+    get_presence_dict_by_realm,
+    loaded_lost_event_count,
+    lost_event_count,
+)
 
 from . import queues
 from .backends import EventBackend, get_event_backend
@@ -33,8 +38,10 @@ from .queues import (
 
 logger = logging.getLogger(__name__)
 
-# Saves of a queue that lost a race with another poll of the same queue are retried this often.
-MAX_SAVE_ATTEMPTS = 5
+# A poll whose save of the queue lost a race with another poll of the same queue tries again
+# after a random pause of up to this long, doubled after each loss up to the maximum.
+SAVE_RETRY_FIRST_PAUSE_SECS = 0.002
+SAVE_RETRY_MAX_PAUSE_SECS = 0.05
 
 
 def register_event_queue(
@@ -57,6 +64,7 @@ def register_event_queue(
         wants_presence=event_types is None or "presence" in event_types,
         slim_presence=slim_presence,
         simplified_presence_events=simplified_presence_events,
+        events_lost=lost_event_count(member.realm),
     )
     get_event_backend().create_queue(queue)
 
@@ -92,6 +100,24 @@ class _Poll:
     # that a poll woken by an event needs no thread otherwise.
     limited: bool
     activity_offset_secs: int
+    # The realm's count of lost presence events now: a queue registered at a lower count may
+    # have missed one.
+    events_lost: int
+
+
+@dataclass
+class _Connection:
+    """What connecting a GET events to its queue found, over the attempts the save took."""
+
+    error: ZulipError | None = None
+    # The poll's number in the queue: it is the current poll until a newer one connects.
+    number: int = 0
+    # Whether some attempt found an older poll waiting, which must then be told to answer.
+    wake_older: bool = False
+
+
+class _Superseded(Exception):
+    """A newer GET events has connected to the queue."""
 
 
 async def get_events(
@@ -99,26 +125,33 @@ async def get_events(
 ) -> dict[str, Any]:
     """Acknowledge the events up to ``last_event_id``, then answer with the queue's events at
     once if it has any (or ``dont_block``), else wait for one, or for the long-poll time and
-    answer with a heartbeat. Like Zulip, an answer given after waiting also names the queue."""
+    answer with a heartbeat. Like Zulip, an answer given after waiting also names the queue,
+    and a newer poll of the same queue supersedes a waiting one, which answers with no events."""
     poll = _Poll(
         backend=get_event_backend(),
         member=member,
         queue_id=queue_id,
         limited=await sync_to_async(_sees_only_some_users)(member),
         activity_offset_secs=presence_settings.LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS,
+        events_lost=await _lost_event_count(member),
     )
-    acknowledged: list[ZulipError | None] = []
+    connection = _Connection()
 
-    async def acknowledge_then_collect(queue: EventQueue) -> bool:
-        acknowledged.append(queue.acknowledge(last_event_id))
+    async def connect(queue: EventQueue) -> bool:
+        connection.error = queue.acknowledge(last_event_id)
         queue.last_connected = queues.now()
-        if acknowledged[-1] is None:
+        if connection.error is None:
+            # As in Zulip, a poll whose acknowledgement fails supersedes nothing.
+            connection.wake_older |= queue.poll_waiting
             await _add_new_entries(poll, queue)
+            connection.number = queue.connect_poll(waiting=not queue.events and not dont_block)
         return True
 
-    queue = await _change_queue(poll, acknowledge_then_collect)
-    if acknowledged[-1] is not None:
-        raise acknowledged[-1]
+    queue = await _change_queue(poll, connect)
+    if connection.error is not None:
+        raise connection.error
+    if connection.wake_older:
+        await poll.backend.wake_queue(queue)
     if queue.events or dont_block:
         return {"events": queue.events}
 
@@ -127,22 +160,22 @@ async def get_events(
     waited = False
     async with poll.backend.waiting(queue) as waiter:
         while True:
+            remaining = deadline - loop.time()
             try:
                 # Once more after the waiter exists: nothing published from here on is missed.
-                queue = await _collect(poll)
+                queue = await _collect(poll, connection.number, heartbeat=remaining <= 0)
             except BadEventQueueIdError:
                 if not waited:
                     raise
                 # Deleted while this poll waited: Zulip answers it with what it held.
                 return {"events": queue.events, "queue_id": queue_id}
-            remaining = deadline - loop.time()
-            if queue.events or remaining <= 0:
-                break
+            except _Superseded:
+                # Whatever the queue holds now is the newer poll's to hand out.
+                return {"events": [], "queue_id": queue_id}
+            if queue.events:
+                return {"events": queue.events, "queue_id": queue_id}
             await waiter.wait(remaining)
             waited = True
-    if not queue.events:
-        queue = await _collect(poll, heartbeat=True)
-    return {"events": queue.events, "queue_id": queue_id}
 
 
 async def delete_event_queue(member: RealmMember, queue_id: str) -> None:
@@ -159,14 +192,28 @@ def _sees_only_some_users(member: RealmMember) -> bool:
     return accessible_user_ids(member) is not None
 
 
-async def _collect(poll: _Poll, *, heartbeat: bool = False) -> EventQueue:
-    """Add the queue's new events; with ``heartbeat``, a heartbeat if it still has none."""
+async def _lost_event_count(member: RealmMember) -> int:
+    """From the sequence row authentication loaded with the member, else in a thread."""
+    loaded = loaded_lost_event_count(member.realm)
+    if loaded is None:
+        return await sync_to_async(lost_event_count)(member.realm)
+    return loaded
+
+
+async def _collect(poll: _Poll, number: int, *, heartbeat: bool) -> EventQueue:
+    """Add the queue's new events; with ``heartbeat``, a heartbeat if it still has none.
+    Raises _Superseded, changing nothing, once the poll ``number`` is no longer the current one."""
 
     async def collect(queue: EventQueue) -> bool:
+        if queue.current_poll != number:
+            raise _Superseded
         changed = await _add_new_entries(poll, queue)
         if heartbeat and not queue.events:
             queue.add_heartbeat()
             changed = True
+        if queue.events:
+            # This poll answers with them: the next one finds no poll to wake.
+            queue.poll_waiting = False
         return changed
 
     return await _change_queue(poll, collect)
@@ -194,9 +241,12 @@ async def _visible_subjects(member: RealmMember, entries: list[tuple[str, LogEnt
 
 
 async def _change_queue(poll: _Poll, change: Callable[[EventQueue], Awaitable[bool]]) -> EventQueue:
-    """Load the member's queue, apply ``change`` (which says whether it changed anything) and
-    save it, from the start again if another poll of the same queue saved first."""
-    for _attempt in range(MAX_SAVE_ATTEMPTS):
+    """Load the member's queue, apply ``change`` (which says whether it changed anything, or
+    raises to give up) and save it; from the start again, after a short random pause, if
+    another poll of the same queue saved first. Every lost save is another poll's won one (or
+    the queue is gone, which the next load finds), so this ends."""
+    pause_secs = SAVE_RETRY_FIRST_PAUSE_SECS
+    while True:
         queue = await poll.backend.load_queue(poll.queue_id)
         if queue is None or queue.user_id != poll.member.user_id:
             if queue is not None:
@@ -204,8 +254,11 @@ async def _change_queue(poll: _Poll, change: Callable[[EventQueue], Awaitable[bo
                     "User %s is not authorized for queue %s", poll.member.user_id, poll.queue_id
                 )
             raise BadEventQueueIdError(poll.queue_id)
+        if queue.events_lost != poll.events_lost:
+            # The queue may have missed an event: its client must register again.
+            raise BadEventQueueIdError(poll.queue_id)
         if not await change(queue) or await poll.backend.save_queue(queue):
             return queue
-    raise RuntimeError(
-        f"event queue {poll.queue_id} changed under {MAX_SAVE_ATTEMPTS} saves in a row"
-    )
+        # At random, so that polls that lost together do not collide again.
+        await asyncio.sleep(random.uniform(0, pause_secs))
+        pause_secs = min(2 * pause_secs, SAVE_RETRY_MAX_PAUSE_SECS)

@@ -52,6 +52,10 @@ class EventBackend(ABC):
         """Remove the queue and wake a long poll waiting on it."""
 
     @abstractmethod
+    async def wake_queue(self, queue: EventQueue) -> None:
+        """Wake the long polls waiting on the queue, in every server process."""
+
+    @abstractmethod
     async def read_log(self, realm_id: int, after: str) -> list[tuple[str, LogEntry]]:
         """The realm's log entries after position ``after``, oldest first, at most
         MAX_ENTRIES_PER_READ."""
@@ -63,10 +67,12 @@ class EventBackend(ABC):
     @asynccontextmanager
     async def waiting(self, queue: EventQueue) -> AsyncIterator[Waiter]:
         """A Waiter that new entries of the queue's realm (or the queue's deletion) wake."""
-        await self.start_listening()
         waiter = Waiter(queue.realm_id, queue.queue_id)
         registry.add(waiter)
         try:
+            # Counted as waiting first: a subscriber that ends when no poll waits does so
+            # before this looks for it, or not at all.
+            await self.start_listening()
             yield waiter
         finally:
             registry.remove(waiter)

@@ -81,6 +81,9 @@ class InProcessBackend(EventBackend):
     async def delete_queue(self, queue: EventQueue) -> None:
         with self._lock:
             self._queues.pop(queue.queue_id, None)
+        await self.wake_queue(queue)
+
+    async def wake_queue(self, queue: EventQueue) -> None:
         registry.wake_queue(queue.queue_id)
 
     async def read_log(self, realm_id: int, after: str) -> list[tuple[str, LogEntry]]:

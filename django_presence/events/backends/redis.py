@@ -6,9 +6,10 @@ Redis primitives only (docs/events.md says why each):
 - ``<prefix>:log:<realm_id>``: a Stream per realm, one entry per presence change (XADD, trimmed
   with ``MINID ~`` to what a live queue can still need, and expiring when the realm is quiet).
   Its entry ids are the queues' cursors; XRANGE reads past one.
-- ``<prefix>:queue:<queue_id>``: a Hash per queue, ``v`` (version) and ``d`` (the JSON record),
-  expiring after PRESENCE_EVENT_QUEUE_TIMEOUT_SECS without a poll: Redis does the garbage
-  collection. Saves are a compare-and-set on ``v`` in a short Lua script.
+- ``<prefix>:queue:<queue_id>``: a Hash per queue, ``v`` (version), ``d`` (the JSON record) and
+  ``r`` (the run_id of the Redis server it was created on), expiring after
+  PRESENCE_EVENT_QUEUE_TIMEOUT_SECS without a poll: Redis does the garbage collection. Saves
+  are a compare-and-set on ``v`` in a short Lua script.
 - ``<prefix>:wake:<realm_id>``: a pub/sub channel. Each server process keeps one connection
   pattern-subscribed to them all, in a thread, and wakes its own waiting polls.
 """
@@ -21,10 +22,14 @@ import logging
 import threading
 import time
 import weakref
-from typing import cast
+from collections.abc import Callable
+from typing import Any, cast
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from django_presence.conf import presence_settings
 from django_presence.events import queues
@@ -47,10 +52,29 @@ CLOCK_SKEW_MARGIN_SECS = 60
 
 # Connections per event loop for the events view; polls borrow one per command.
 ASYNC_POOL_SIZE = 64
-POOL_TIMEOUT_SECS = 10
+POOL_TIMEOUT_SECS = 5
+
+# Every command fails within seconds when Redis is down, hung or out of reach, so that
+# register and GET events answer with an error at once rather than hang (redis-py's defaults
+# are 5 s per connect and per read, with 10 retries).
+CONNECT_TIMEOUT_SECS = 2
+SOCKET_TIMEOUT_SECS = 2
+# A command that fails with a connection error (on a pooled connection that Redis closed when
+# it restarted, or while Redis loads its dump) is sent again on a new connection, after random
+# pauses of up to 0.1, 0.2, 0.4 s. Timeouts are not retried: a hung server stays hung. Sending
+# a command again is safe even if Redis ran it before the connection broke: reads and the
+# writes of create_queue and delete_queue give the same result twice; a compare-and-set that
+# ran finds its own version and answers "lost", so the poll reads the queue again and redoes
+# its change; only publish's XADD can then append an entry twice, and a presence event given
+# twice changes nothing for a client.
+RECONNECT_RETRIES = 3
+RECONNECT_BACKOFF_BASE_SECS = 0.05
+RECONNECT_BACKOFF_CAP_SECS = 0.5
 
 LISTENER_START_TIMEOUT_SECS = 5
-LISTENER_IDLE_CHECK_SECS = 30
+# The subscriber pings Redis this often, and gives its connection up as lost when nothing has
+# come back for this long plus the socket timeout (a hung server or a silent network).
+LISTENER_PING_SECS = 1
 RECONNECT_DELAYS_SECS = (0.5, 1, 2, 5, 10)
 
 # Saves the queue record only if its version is still the one that was read.
@@ -78,30 +102,94 @@ def wake_channel(realm_id: int | str) -> str:
     return _key("wake", realm_id)
 
 
-class _AsyncClient:
-    """A pooled asyncio client and its compare-and-set script, for one event loop."""
+def _backoff() -> ExponentialWithJitterBackoff:
+    return ExponentialWithJitterBackoff(
+        base=RECONNECT_BACKOFF_BASE_SECS, cap=RECONNECT_BACKOFF_CAP_SECS
+    )
+
+
+def _sync_client(
+    url: str,
+    *,
+    retries: int = RECONNECT_RETRIES,
+    on_connect: Callable[[redis.connection.Connection], None] | None = None,
+) -> redis.Redis:
+    retry = Retry(_backoff(), retries, supported_errors=(redis.ConnectionError,))
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECS,
+        socket_timeout=SOCKET_TIMEOUT_SECS,
+        retry=retry,
+        redis_connect_func=on_connect,
+    )
+
+
+def _run_id(info: str) -> str:
+    """The run_id of ``INFO server``: Redis draws a new one each time it starts."""
+    for line in info.splitlines():
+        name, _colon, value = line.partition(":")
+        if name == "run_id":
+            return value.strip()
+    raise redis.ResponseError("INFO server gave no run_id")
+
+
+class _SyncClient:
+    """The client of the synchronous side, and the run_id of the server it last connected to.
+    Every command runs on a connection that is connected first, so after a command the run_id
+    is that of the server that answered it (or of a newer one)."""
 
     def __init__(self, url: str) -> None:
+        self.run_id = ""
+        self.client = _sync_client(url, on_connect=self._connected)
+
+    def _connected(self, connection: redis.connection.Connection) -> None:
+        connection.on_connect()  # type: ignore[no-untyped-call]
+        connection.send_command("INFO", "server")  # type: ignore[no-untyped-call]
+        self.run_id = _run_id(connection.read_response())
+
+
+class _AsyncClient:
+    """A pooled asyncio client, its compare-and-set script and the run_id of the server it
+    last connected to, for one event loop."""
+
+    def __init__(self, url: str) -> None:
+        self.run_id = ""
+        retry = AsyncRetry(_backoff(), RECONNECT_RETRIES, supported_errors=(redis.ConnectionError,))
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             url,
             max_connections=ASYNC_POOL_SIZE,
             timeout=POOL_TIMEOUT_SECS,
             decode_responses=True,
+            socket_connect_timeout=CONNECT_TIMEOUT_SECS,
+            socket_timeout=SOCKET_TIMEOUT_SECS,
+            retry=retry,
+            redis_connect_func=self._connected,
         )
         self.client = redis.asyncio.Redis(connection_pool=pool)
         self.compare_and_set = self.client.register_script(COMPARE_AND_SET)
 
+    async def _connected(self, connection: redis.asyncio.Connection) -> None:
+        await connection.on_connect()
+        await connection.send_command("INFO", "server")
+        self.run_id = _run_id(await connection.read_response())
+
 
 class _Listener(threading.Thread):
     """This process's subscriber: one connection, pattern-subscribed to every realm's wake
-    channel, for the life of the process. It reconnects by itself; after a reconnection it
-    wakes every waiting poll, since wake-ups published meanwhile were lost."""
+    channel, while polls wait. It reconnects by itself. Whenever it loses its
+    subscription it wakes every waiting poll, which reads its queue again: with Redis down,
+    that read fails and the poll answers with the error at once, instead of at the end of the
+    long poll. After it subscribes again it wakes them all again, since wake-ups published
+    meanwhile were lost. Once no poll waits any more it ends, rather than knock at a Redis that
+    is gone, and the next poll to wait starts a new one (``retire`` decides, see RedisBackend)."""
 
-    def __init__(self, url: str, pattern: str) -> None:
+    def __init__(self, url: str, pattern: str, retire: Callable[[_Listener], bool]) -> None:
         super().__init__(name=f"presence-events {pattern}", daemon=True)
         self.url = url
         self.pattern = pattern
         self.subscribed = threading.Event()
+        self._retire = retire
 
     def run(self) -> None:
         failures = 0
@@ -109,41 +197,56 @@ class _Listener(threading.Thread):
             try:
                 self._listen()
             except redis.RedisError:
+                # Counted since the last subscription: after a restart, reconnect at once.
+                failures = 0 if self.subscribed.is_set() else failures + 1
+                self.subscribed.clear()
+                registry.wake_all()
                 delay = RECONNECT_DELAYS_SECS[min(failures, len(RECONNECT_DELAYS_SECS) - 1)]
                 logger.warning(
                     "Presence events: lost the Redis subscription, retrying in %s s",
                     delay,
                     exc_info=True,
                 )
-                failures += 1
-                self.subscribed.clear()
+                # Meanwhile the polls just woken find out whether Redis is still there.
                 time.sleep(delay)
+                if self._retire(self):
+                    return
 
     def _listen(self) -> None:
-        client = redis.Redis.from_url(
-            self.url, decode_responses=True, health_check_interval=LISTENER_IDLE_CHECK_SECS
-        )
+        # No retries: a lost connection is news for the waiting polls (see run).
+        client = _sync_client(self.url, retries=0)
         pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         try:
             pubsub.psubscribe(self.pattern)
+            answered = time.monotonic()
+            next_ping = answered + LISTENER_PING_SECS
             while True:
-                message = pubsub.get_message(timeout=LISTENER_IDLE_CHECK_SECS)
-                if message is None:
-                    continue
-                if message["type"] == "psubscribe":
-                    self.subscribed.set()
-                    registry.wake_all()
-                elif message["type"] == "pmessage":
-                    realm = message["channel"].rpartition(":")[2]
-                    if not realm.isdigit():
-                        continue  # not one of ours: it must not end the subscription
-                    if message["data"] == NEW_ENTRY:
-                        registry.wake_realm(int(realm))
-                    else:
-                        registry.wake_queue(message["data"])
+                message = pubsub.get_message(timeout=LISTENER_PING_SECS)
+                now = time.monotonic()
+                if message is not None:
+                    answered = now
+                    self._handle(message)
+                elif now - answered > LISTENER_PING_SECS + SOCKET_TIMEOUT_SECS:
+                    raise redis.TimeoutError("Redis did not answer the subscriber's PING")
+                if now >= next_ping:
+                    pubsub.ping()
+                    next_ping = now + LISTENER_PING_SECS
         finally:
             pubsub.close()
             client.close()
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        if message["type"] == "psubscribe":
+            self.subscribed.set()
+            registry.wake_all()
+        elif message["type"] == "pmessage":
+            realm = message["channel"].rpartition(":")[2]
+            if not realm.isdigit():
+                return  # not one of ours: it must not end the subscription
+            if message["data"] == NEW_ENTRY:
+                registry.wake_realm(int(realm))
+            else:
+                registry.wake_queue(message["data"])
 
 
 class RedisBackend(EventBackend):
@@ -151,7 +254,7 @@ class RedisBackend(EventBackend):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._clients: dict[str, redis.Redis] = {}
+        self._clients: dict[str, _SyncClient] = {}
         # asyncio connections belong to the loop that made them.
         self._async_clients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str, _AsyncClient]
@@ -160,18 +263,18 @@ class RedisBackend(EventBackend):
 
     # Synchronous side: the signal receiver and the register view.
 
-    def _client(self) -> redis.Redis:
+    def _sync(self) -> _SyncClient:
         url = presence_settings.EVENT_REDIS_URL
         with self._lock:
             client = self._clients.get(url)
             if client is None:
-                client = self._clients[url] = redis.Redis.from_url(url, decode_responses=True)
+                client = self._clients[url] = _SyncClient(url)
         return client
 
     def publish(self, realm_id: int, entry: LogEntry) -> None:
         retention_secs = presence_settings.EVENT_QUEUE_TIMEOUT_SECS + CLOCK_SKEW_MARGIN_SECS
         oldest_kept_ms = int((queues.now() - retention_secs) * 1000)
-        pipe = self._client().pipeline(transaction=False)
+        pipe = self._sync().client.pipeline(transaction=False)
         pipe.xadd(
             log_key(realm_id),
             {"e": json.dumps(entry, separators=(",", ":"))},
@@ -183,13 +286,17 @@ class RedisBackend(EventBackend):
         pipe.execute()
 
     def create_queue(self, queue: EventQueue) -> None:
-        client = self._client()
-        newest = cast(StreamEntries, client.xrevrange(log_key(queue.realm_id), count=1))
+        sync = self._sync()
+        newest = cast(StreamEntries, sync.client.xrevrange(log_key(queue.realm_id), count=1))
         # "0-0" precedes every entry id, should the log be empty or gone.
         queue.read_pos = newest[0][0] if newest else "0-0"
         queue.version = 1
-        pipe = client.pipeline(transaction=True)
-        pipe.hset(queue_key(queue.queue_id), mapping={"v": queue.version, "d": queue.to_json()})
+        pipe = sync.client.pipeline(transaction=True)
+        # Stamped with the run_id of the server that has it: see load_queue.
+        pipe.hset(
+            queue_key(queue.queue_id),
+            mapping={"v": queue.version, "d": queue.to_json(), "r": sync.run_id},
+        )
         pipe.expire(queue_key(queue.queue_id), presence_settings.EVENT_QUEUE_TIMEOUT_SECS)
         pipe.execute()
 
@@ -206,8 +313,13 @@ class RedisBackend(EventBackend):
         return client
 
     async def load_queue(self, queue_id: str) -> EventQueue | None:
-        version, raw = await self._async().client.hmget(queue_key(queue_id), ["v", "d"])
+        client = self._async()
+        version, raw, run_id = await client.client.hmget(queue_key(queue_id), ["v", "d", "r"])
         if version is None or raw is None:
+            return None
+        if run_id != client.run_id:
+            # Saved before Redis last restarted: the log entries written after Redis' last save
+            # to disk are gone, and the queue would miss them without a word.
             return None
         return EventQueue.from_json(raw, version=int(version))
 
@@ -232,6 +344,9 @@ class RedisBackend(EventBackend):
         pipe.publish(wake_channel(queue.realm_id), queue.queue_id)
         await pipe.execute()
 
+    async def wake_queue(self, queue: EventQueue) -> None:
+        await self._async().client.publish(wake_channel(queue.realm_id), queue.queue_id)
+
     async def read_log(self, realm_id: int, after: str) -> list[tuple[str, LogEntry]]:
         entries = cast(
             StreamEntries,
@@ -246,10 +361,22 @@ class RedisBackend(EventBackend):
         pattern = wake_channel("*")
         with self._lock:
             listener = self._listeners.get((url, pattern))
-            if listener is None:
-                listener = self._listeners[(url, pattern)] = _Listener(url, pattern)
+            # One that died of an unexpected error is replaced rather than trusted.
+            if listener is None or not listener.is_alive():
+                listener = _Listener(url, pattern, self._retire_if_idle)
+                self._listeners[(url, pattern)] = listener
                 listener.start()
         if not listener.subscribed.is_set():
-            # Only until the first subscription: a poll that starts waiting before it would
-            # miss wake-ups. Should Redis be down, the poll's own commands fail soon anyway.
+            # Until it subscribes: a poll that starts waiting before then would miss wake-ups.
+            # Should Redis be down, the poll's own commands fail soon anyway.
             await asyncio.to_thread(listener.subscribed.wait, LISTENER_START_TIMEOUT_SECS)
+
+    def _retire_if_idle(self, listener: _Listener) -> bool:
+        """Whether ``listener``, which has lost its subscription, should end: yes when no poll
+        waits. Decided under the lock, and polls count themselves as waiting before they look
+        for a listener (EventBackend.waiting), so a poll never waits with nobody listening."""
+        with self._lock:
+            if registry.waiting():
+                return False
+            del self._listeners[(listener.url, listener.pattern)]
+            return True

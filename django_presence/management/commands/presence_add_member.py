@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 from django.db import models, transaction
 
-from django_presence.actions import MembershipError, do_add_realm_member, do_create_realm
+from django_presence.actions import MembershipError, check_add_realm_member, do_create_realm
 from django_presence.models import Realm, RealmMember, user_email
 
 
@@ -127,7 +127,7 @@ class Command(BaseCommand):
                 report.append(f"Created user {email} (id {user.pk}) with no usable password.")
 
             try:
-                member = do_add_realm_member(user, realm, role=role, is_bot=is_bot)
+                member = check_add_realm_member(user, realm, role=role, is_bot=is_bot)
             except MembershipError as exc:
                 raise CommandError(str(exc)) from exc
 

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from django_presence.actions import (
-    do_add_realm_member,
+    check_add_realm_member,
     do_change_member_role,
     do_create_api_key,
     do_create_realm,
@@ -177,7 +177,7 @@ def _ensure_user(username: str, email: str) -> AbstractUser:
 def _ensure_member(user: AbstractUser, realm: Realm, *, role: int, is_bot: bool) -> RealmMember:
     member = RealmMember.objects.select_related("realm", "user").filter(user_id=user.pk).first()
     if member is None:
-        return do_add_realm_member(user, realm, role=role, is_bot=is_bot)
+        return check_add_realm_member(user, realm, role=role, is_bot=is_bot)
     if member.role != role:
         do_change_member_role(member, role)
     if not member.is_active:
