@@ -18,6 +18,9 @@ from .status import STATUSES, presence_status_q
 # A member with no presence row: they never reported (or their row was deleted).
 STATUS_NEVER = "never"
 DIRECTORY_STATUSES = (*STATUSES, STATUS_NEVER)
+# Longer than any name or email: SQLite refuses LIKE patterns over 50,000 bytes, and a search
+# that long could match no one anyway.
+MAX_SEARCH_LENGTH = 1000
 
 # RealmMember -> the member's UserPresence row (at most one).
 _PRESENCE_PATH = "user__presence"
@@ -39,7 +42,11 @@ class DirectoryFilterSet(django_filters.FilterSet):  # type: ignore[misc]  # unt
         method="filter_status",
         error_messages=_choice_error("status", DIRECTORY_STATUSES),
     )
-    search = django_filters.CharFilter(method="filter_search")
+    search = django_filters.CharFilter(
+        method="filter_search",
+        max_length=MAX_SEARCH_LENGTH,
+        error_messages={"max_length": "at most %(limit_value)d characters are allowed"},
+    )
     role = django_filters.ChoiceFilter(
         choices=RealmMember.Role.choices,
         error_messages=_choice_error(

@@ -48,6 +48,16 @@ def _user_email_field() -> str:
     return get_user_model().get_email_field_name()
 
 
+# RFC 5321's limit, and EmailField's default max_length.
+EMAIL_MAX_LENGTH = 254
+
+
+def _max_email_length() -> int:
+    """The longest email the user model's email column holds (EMAIL_MAX_LENGTH if unbounded)."""
+    email_field = get_user_model()._meta.get_field(_user_email_field())
+    return getattr(email_field, "max_length", None) or EMAIL_MAX_LENGTH
+
+
 def active_members(realm: Realm) -> QuerySet[RealmMember]:
     """Active members of the realm: active membership, and an active user where the user
     model has an is_active field (custom user models need not)."""
@@ -321,10 +331,12 @@ def get_member_by_id_or_email(realm: Realm, user_id_or_email: str) -> RealmMembe
     try:
         user_id = int(user_id_or_email)
     except ValueError:
-        if "\x00" in user_id_or_email:
-            # No email contains NUL, and PostgreSQL refuses it in a query.
+        email = user_id_or_email.strip()
+        if "\x00" in email or len(email) > _max_email_length():
+            # No email contains NUL, and PostgreSQL refuses it in a query; nor is one longer
+            # than its column, and SQLite refuses LIKE patterns (iexact) over 50,000 bytes.
             return None
-        lookup = {f"user__{_user_email_field()}__iexact": user_id_or_email.strip()}
+        lookup = {f"user__{_user_email_field()}__iexact": email}
         return members.filter(**lookup).order_by("pk").first()
     # Through the user's pk, whose integer lookups know the column's range: an id too large
     # for it finds nobody instead of overflowing the database driver.

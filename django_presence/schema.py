@@ -27,7 +27,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import serializers
 
 from .directory import MAX_USER_IDS, DirectoryParams
-from .filters import DIRECTORY_STATUSES
+from .filters import DIRECTORY_STATUSES, MAX_SEARCH_LENGTH
 from .models import RealmMember
 from .serializers import RawStringField, UpdatePresenceParams, UpdateSettingsParams
 
@@ -50,6 +50,7 @@ class DirectoryRequest(DirectoryParams):
     )
     search = RawStringField(
         required=False,
+        max_length=MAX_SEARCH_LENGTH,
         help_text="Only members whose email or name contains this text, in any case.",
     )
     status = serializers.ChoiceField(  # type: ignore[assignment]

@@ -5,6 +5,7 @@ exact messages."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -13,6 +14,65 @@ from rest_framework import serializers
 
 from .exceptions import ZulipError
 from .status import REPORTED_STATUSES
+
+# Zulip decodes parameters with pydantic's JSON parser, which refuses a non-empty array or object
+# nested deeper than this; the standard library's recursive parser would instead overflow the
+# stack on a few kilobytes of "[".
+MAX_JSON_DEPTH = 200
+# Outside strings: an empty container (a leaf, which that parser does not count), or a bracket.
+_JSON_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{][ \t\n\r]*[\]}]|[\[{]|[\]}]', re.DOTALL)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _too_deep(text: str) -> bool:
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False  # the common case, without a scan
+    depth = 0
+    for match in _JSON_NESTING.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif token in ("]", "}"):
+            depth -= 1
+    return False
+
+
+def _has_surrogate(value: Any) -> bool:
+    """Whether a decoded value holds a lone surrogate (an escaped pair decodes to one
+    character), in a string or an object key."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+    return False
+
+
+def decode_json(text: Any) -> Any:
+    """A parameter's JSON value, as Zulip's parser reads it; ValueError if it is not valid JSON.
+
+    Like that parser (and unlike the standard library's), it refuses nesting deeper than
+    MAX_JSON_DEPTH and lone surrogates (``"\\ud800"``, which no response could echo in UTF-8
+    either). NaN and Infinity are JSON to both."""
+    if not isinstance(text, str):
+        raise ValueError("not a string")
+    if _too_deep(text):
+        raise ValueError("nested too deeply")
+    try:
+        value = json.loads(text)
+    except RecursionError:  # only if the stack was already deep: the scan bounds the nesting
+        raise ValueError("nested too deeply") from None
+    if ("\\u" in text or _SURROGATE.search(text)) and _has_surrogate(value):
+        raise ValueError("lone surrogate")
+    return value
 
 
 def _is_json_type(value: Any, json_type: type) -> bool:
@@ -28,8 +88,8 @@ class JsonField(serializers.Field):  # type: ignore[type-arg]
 
     def to_internal_value(self, data: Any) -> Any:
         try:
-            value = json.loads(data)
-        except (TypeError, ValueError):
+            value = decode_json(data)
+        except ValueError:
             raise serializers.ValidationError(
                 f"{self.field_name} is not valid JSON", code="invalid"
             ) from None
@@ -106,8 +166,11 @@ class ZulipParamsSerializer(serializers.Serializer):  # type: ignore[type-arg]
     silently_accepted: ClassVar[frozenset[str]] = frozenset({"client"})
 
     @classmethod
-    def parse(cls, params: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
-        serializer = cls(data=dict(params))
+    def parse(cls, params: Mapping[str, object]) -> tuple[dict[str, Any], list[str]]:
+        # A multipart body's files come with its fields, but are no parameters: Zulip reads
+        # request.POST, which has none.
+        params = {name: value for name, value in params.items() if isinstance(value, str)}
+        serializer = cls(data=params)
         if not serializer.is_valid():
             raise cls._first_error(serializer.errors)
         known = set(serializer.fields) | cls.silently_accepted

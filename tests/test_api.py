@@ -5,10 +5,12 @@ messages, unknown parameters, authentication and its 401s, sessions and CSRF, ra
 from __future__ import annotations
 
 import base64
+import io
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -109,6 +111,20 @@ def test_parameters_from_the_query_string(client, hamlet):
 def test_multipart_body(client, hamlet):
     body = success(client.post(PRESENCE_URL, {"status": "active", "slim_presence": "true"}))
     assert list(body["presences"]) == [str(hamlet.user_id)]
+
+
+def test_multipart_files_are_not_parameters(client):
+    response = client.post(
+        PRESENCE_URL,
+        {"status": SimpleUploadedFile("status", b"active"), "x": SimpleUploadedFile("x", b"1")},
+    )
+    assert_error(
+        response, "Missing 'status' argument", code="REQUEST_VARIABLE_MISSING", var_name="status"
+    )
+    body = success(
+        client.post(PRESENCE_URL, {"status": "active", "ping_only": "true", "x": io.BytesIO()})
+    )
+    assert "ignored_parameters_unsupported" not in body
 
 
 def test_json_body_is_refused(client):
@@ -468,10 +484,29 @@ def test_huge_and_negative_numbers(client, hamlet, othello, params, who, update_
 
 @pytest.mark.parametrize(
     "user_id_or_email",
-    ["99999999999999999999", "-99999999999999999999", "-1", "0", "a%00b", "%20", "+", "1e5"],
+    [
+        "99999999999999999999",
+        "-99999999999999999999",
+        "-1",
+        "0",
+        "a%00b",
+        "%20",
+        "+",
+        "1e5",
+        "9" * 5000,  # past the digits Python converts: an email then
+        "a" * 255 + "@zulip.com",
+        # Past SQLite's 50,000-byte LIKE patterns (the lookup ignores case).
+        "x" * 60_000,
+    ],
 )
 def test_odd_user_paths(client, user_id_or_email):
     assert_error(client.get(user_presence_url(user_id_or_email)), "No such user")
+
+
+def test_a_longest_email_is_found(client, make_member, hamlet):
+    longest = make_member(user__username="longest", user__email="a" * 244 + "@zulip.com")
+    actions.do_update_user_presence(longest, log_time=timezone.now(), status="active")
+    success(client.get(user_presence_url(" " + longest.email.upper() + " ")))
 
 
 def test_null_character_in_status(client):

@@ -257,6 +257,9 @@ def test_pages(client, team, viewer, now):
         ({"status": "busy"}, "Invalid status: busy is not one of active, idle, offline, never"),
         ({"role": "500"}, "Invalid role: 500 is not one of 100, 200, 300, 400, 600"),
         ({"role": "member"}, "Invalid role: member is not one of 100, 200, 300, 400, 600"),
+        ({"search": "a" * 1001}, "Invalid search: at most 1000 characters are allowed"),
+        # Past SQLite's 50,000-byte LIKE patterns, escaped or not.
+        ({"search": "%" * 60_000}, "Invalid search: at most 1000 characters are allowed"),
         ({"page": "0"}, "page must be at least 1"),
         ({"page": "two"}, "page is not valid JSON"),
         ({"page": "1.5"}, "page is not an integer"),
@@ -281,6 +284,10 @@ def test_pages(client, team, viewer, now):
 )
 def test_bad_values_get_zulips_error(client, params, msg):
     assert_error(client.get(URL, params), msg)
+
+
+def test_the_longest_search_is_allowed(client, team, now):
+    assert listing(client, now, search="\U0001f600%_" * 333 + "x")["count"] == 0
 
 
 def test_user_ids_lists_only_those_members_in_the_listings_order(client, team, now):
