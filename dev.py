@@ -21,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import venv
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -29,6 +31,7 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".dev-py-installed"
 EXAMPLE = ROOT / "example_project"
+FAULT_SUITE = "tests/faults"
 
 
 def bootstrap() -> None:
@@ -48,6 +51,48 @@ def bootstrap() -> None:
 def run(*args: str | Path, env: dict[str, str] | None = None) -> bool:
     print(f"\n==> {' '.join(str(a) for a in args)}", flush=True)
     return subprocess.run(args, cwd=ROOT, env=env).returncode == 0
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step of a test-matrix cell: its name (a line of dev.py's summary), the arguments after
+    `python`, the environment variables it adds, and why it does not run ("" when it does)."""
+
+    name: str
+    args: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    skipped: str = ""
+
+
+def cell_steps(
+    database: str, pytest_args: Sequence[str], *, fault_suite: bool = True
+) -> list[Step]:
+    """What a cell of the test matrix runs, on "sqlite" or "postgres", once the project is
+    installed. noxfile.py runs these in each cell's virtualenv, `python3 dev.py test` in .venv
+    (its Django 5.2 / Python 3.11 cells). The migrations check and the custom-user suite do not
+    depend on the database: the SQLite cell runs them.
+
+    The fault suite starts server processes on a PostgreSQL of its own, whatever the cell's
+    database, so it runs once, in .venv: nox's cells pass ``fault_suite=False`` (named in
+    ``pytest_args``, it runs there too)."""
+    pytest = ("-m", "pytest", *(() if fault_suite else (f"--ignore={FAULT_SUITE}",)), *pytest_args)
+    if database == "postgres":
+        return [Step("pytest (PostgreSQL)", pytest, {"PRESENCE_TEST_DATABASE": "postgres"})]
+    custom_user = Step(
+        "pytest (custom user)",
+        ("-m", "pytest", "--ds=tests.settings_custom_user", "tests/custom_user"),
+    )
+    return [
+        Step(
+            "makemigrations --check",
+            ("-m", "django", "makemigrations", "--check", "--dry-run", "--settings=tests.settings"),
+        ),
+        Step("pytest (SQLite)", pytest),
+        # Whole or not at all: extra arguments usually name other tests.
+        replace(custom_user, skipped="extra pytest arguments given")
+        if pytest_args
+        else custom_user,
+    ]
 
 
 def postgres_address() -> tuple[str, int]:
@@ -89,23 +134,24 @@ def venv_versions() -> tuple[str, str]:
 
 
 def cmd_test(pytest_args: list[str]) -> int:
-    pytest: list[str | Path] = [PYTHON, "-m", "pytest", *pytest_args]
     python_version, django_version = venv_versions()
     results: list[tuple[str, str]] = []  # (step, outcome)
 
     def step(name: str, *args: str | Path, env: dict[str, str] | None = None) -> None:
         results.append((name, "ok" if run(*args, env=env) else "FAILED"))
 
+    def cell(database: str) -> None:
+        for cell_step in cell_steps(database, pytest_args):
+            if cell_step.skipped:
+                results.append((cell_step.name, f"skipped: {cell_step.skipped}"))
+            else:
+                step(cell_step.name, PYTHON, *cell_step.args, env={**os.environ, **cell_step.env})
+
     step("ruff check", PYTHON, "-m", "ruff", "check", ".")
     step("ruff format --check", PYTHON, "-m", "ruff", "format", "--check", ".")
     step("mypy django_presence", PYTHON, "-m", "mypy", "django_presence")
-    step(
-        "makemigrations --check",
-        *(PYTHON, "-m", "django", "makemigrations", "--check", "--dry-run"),
-        "--settings=tests.settings",
-    )
     results.append(("chromium (browser test)", ensure_chromium()))
-    step("pytest (SQLite)", *pytest)
+    cell("sqlite")
 
     # Strict: a broken link or anchor in docs/ fails the step. Built outside the repository.
     with tempfile.TemporaryDirectory(prefix="presence-docs-") as site_dir:
@@ -114,23 +160,15 @@ def cmd_test(pytest_args: list[str]) -> int:
 
     host, port = postgres_address()
     if postgres_reachable():
-        postgres_env = {**os.environ, "PRESENCE_TEST_DATABASE": "postgres"}
-        step("pytest (PostgreSQL)", *pytest, env=postgres_env)
+        cell("postgres")
         # Every benchmark step at small sizes, in seconds, with no timing assertion
         # (docs/performance.md); it fails on wrong answers, statement counts or HTTP errors.
         step("bench smoke", PYTHON, "-m", "bench", "--smoke")
     else:
         print(f"\n==> PostgreSQL not reachable at {host}:{port}, skipping the PostgreSQL run")
-        results.append(("pytest (PostgreSQL)", f"skipped: not reachable at {host}:{port}"))
+        for cell_step in cell_steps("postgres", pytest_args):
+            results.append((cell_step.name, f"skipped: not reachable at {host}:{port}"))
         results.append(("bench smoke", f"skipped: PostgreSQL not reachable at {host}:{port}"))
-
-    # The custom-user suite runs whole or not at all: extra arguments usually name other tests.
-    if (ROOT / "tests" / "settings_custom_user.py").exists():
-        if pytest_args:
-            results.append(("pytest (custom user)", "skipped: extra pytest arguments given"))
-        else:
-            custom_user = ("--ds=tests.settings_custom_user", "tests/custom_user")
-            step("pytest (custom user)", PYTHON, "-m", "pytest", *custom_user)
 
     step("package build + smoke", PYTHON, ROOT / "scripts" / "package_smoke.py")
 

@@ -7,21 +7,26 @@ on SQLite and on PostgreSQL.
     python -m nox -l              the list of cells
 
 Each cell installs the project with its test extra into a fresh virtualenv under .nox/, then
-runs the migrations check and pytest (plus, on SQLite, the custom-user suite), all but the fault
-suite (tests/faults), which `python3 dev.py test` runs once, in .venv. PostgreSQL cells are
-skipped when nothing listens on PRESENCE_TEST_PG_HOST:PRESENCE_TEST_PG_PORT (127.0.0.1:5432).
-A missing interpreter skips its cells, except under CI (the CI variable is set), where nox
-makes it an error.
+runs the steps that dev.py's cell_steps names, which `python3 dev.py test` runs in .venv: on
+SQLite the migrations check, pytest and the custom-user suite, on PostgreSQL pytest; all but the
+fault suite (tests/faults), which `python3 dev.py test` runs once, in .venv. PostgreSQL cells
+are skipped when nothing listens on PRESENCE_TEST_PG_HOST:PRESENCE_TEST_PG_PORT
+(127.0.0.1:5432). A missing interpreter skips its cells, except under CI (the CI variable is
+set), where nox makes it an error.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import socket
+import sys
 from pathlib import Path
 
 import nox
+
+# nox loads this file by its path, so its directory is not on sys.path for dev.py.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dev import cell_steps, postgres_address, postgres_reachable
 
 # The standard library's venv: every interpreter of the matrix has it, nothing else needed.
 nox.options.default_venv_backend = "venv"
@@ -39,8 +44,6 @@ CELLS = [
     nox.param(python, DJANGO[line], database, id=f"{python}-{line}-{database}", tags=[line])
     for python, line, database in MATRIX
 ]
-
-FAULT_SUITE = "tests/faults"
 
 VERSIONS = (
     "import platform, django, rest_framework, django_filters; "
@@ -69,42 +72,16 @@ def _put_pyenv_pythons_on_path() -> None:
 _put_pyenv_pythons_on_path()
 
 
-def _postgres_address() -> tuple[str, int]:
-    # The same variables tests/settings.py reads.
-    host = os.environ.get("PRESENCE_TEST_PG_HOST", "127.0.0.1")
-    return host, int(os.environ.get("PRESENCE_TEST_PG_PORT", "5432"))
-
-
-def _postgres_reachable() -> bool:
-    try:
-        socket.create_connection(_postgres_address(), timeout=2).close()
-    except OSError:
-        return False
-    return True
-
-
 @nox.session
 @nox.parametrize(("python", "django", "database"), CELLS)
 def tests(session: nox.Session, django: str, database: str) -> None:
-    env = {}
-    if database == "postgres":
-        if not _postgres_reachable():
-            host, port = _postgres_address()
-            session.skip(f"PostgreSQL not reachable at {host}:{port}")
-        env["PRESENCE_TEST_DATABASE"] = "postgres"
-
+    if database == "postgres" and not postgres_reachable():
+        host, port = postgres_address()
+        session.skip(f"PostgreSQL not reachable at {host}:{port}")
     session.install("-e", ".[test]", django)
     session.run("python", "-c", VERSIONS)
-    # Migrations do not depend on the database: checked against the SQLite settings.
-    session.run(
-        *("python", "-m", "django", "makemigrations", "--check", "--dry-run"),
-        "--settings=tests.settings",
-    )
-    # The fault suite starts server processes on a PostgreSQL of its own, whatever the cell's
-    # database: dev.py runs it once, in .venv. (Named in posargs, it runs here too.)
-    session.run("python", "-m", "pytest", f"--ignore={FAULT_SUITE}", *session.posargs, env=env)
-    # The custom-user suite runs whole or not at all, as in dev.py.
-    if database == "sqlite" and not session.posargs:
-        session.run(
-            *("python", "-m", "pytest", "--ds=tests.settings_custom_user", "tests/custom_user")
-        )
+    for step in cell_steps(database, session.posargs, fault_suite=False):
+        if step.skipped:
+            session.log(f"{step.name}: skipped, {step.skipped}")
+        else:
+            session.run("python", *step.args, env=dict(step.env))

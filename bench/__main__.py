@@ -1,7 +1,9 @@
 """``python -m bench``: seed PostgreSQL, measure, write bench/results/presence.json and render
 docs/performance.md. ``python -m bench --smoke`` runs every step at small sizes in seconds,
 checks the invariants (equal answers, statement counts, no HTTP errors), asserts no timing and
-writes nothing into the repository. See docs/performance.md."""
+writes nothing into the repository. ``python -m bench --report-only`` measures nothing: it
+renders docs/performance.md and its plots again from the stored results (after an edit of
+bench/templates/ or bench/report.py). See docs/performance.md."""
 
 from __future__ import annotations
 
@@ -29,14 +31,20 @@ DAY_ONLINE = 2_500
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="small sizes, seconds, no docs")
-    parser.add_argument("--keep-db", action="store_true", help="do not drop the database")
-    parser.add_argument("--output", type=Path, help="results directory (default bench/results)")
-    parser.add_argument(
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument("--smoke", action="store_true", help="small sizes, seconds, no docs")
+    runs.add_argument(
         "--in-process-only",
         action="store_true",
         help="items 1-3 and 6 only, no servers, no docs (e.g. to measure another checkout)",
     )
+    runs.add_argument(
+        "--report-only",
+        action="store_true",
+        help="measure nothing: render the docs from bench/results/presence.json and before.json",
+    )
+    parser.add_argument("--keep-db", action="store_true", help="do not drop the database")
+    parser.add_argument("--output", type=Path, help="results directory (default bench/results)")
     return parser.parse_args()
 
 
@@ -87,6 +95,14 @@ def machine() -> dict[str, Any]:
 
 def main() -> int:
     args = parse_args()
+    if args.report_only:
+        import orjson
+
+        from .report import render
+
+        render(orjson.loads((RESULTS / "presence.json").read_bytes()))
+        print("rendered docs/performance.md")
+        return 0
     started = time.perf_counter()
     sys.path.insert(0, str(REPO / "example_project"))
     from . import db

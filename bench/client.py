@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from django.core.handlers.wsgi import WSGIHandler
 
-from tests.e2e_server import basic_auth
+from loopback.auth import basic_auth
 
 from .seed import SeededRealm, api_key_for
 

@@ -1,7 +1,9 @@
 """Load test of the presence event queues, on loopback only.
 
     python -m bench.events_load            1,000 queues, in-process backend and Redis backend
-    python -m bench.events_load --smoke    50 queues, no results file (what the tests run)
+    python -m bench.events_load --smoke    50 queues, one round, no results file
+
+tests/test_events_e2e.py runs it with 50 queues and two rounds.
 
 For each backend: N members of one realm register a queue and long-poll it at once, through
 uvicorn (one process for the in-process backend, two processes sharing Redis for the Redis
@@ -35,7 +37,8 @@ from typing import Any
 import aiohttp
 import redis
 
-from tests.e2e_server import Account, ExampleServer, create_accounts, free_port, manage
+from loopback.example import Account, ExampleServer, create_accounts, manage
+from loopback.server import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results" / "events.json"
 REDIS_URL = os.environ.get("PRESENCE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

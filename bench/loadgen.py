@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from tests.e2e_server import basic_auth
+from loopback.auth import basic_auth
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 REQUEST_TIMEOUT_SECS = 30

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from tests.e2e_server import LoopbackServer, free_port
+from loopback.server import LoopbackServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "example_project"

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMAND_TIMEOUT_SECS = 300
 
 # Paths in the checkout that are not part of the distribution.
-NOT_SHIPPED = ("tests/", "example_project/", "bench/", "scripts/", "docs/", ".ci/")
+NOT_SHIPPED = ("tests/", "example_project/", "bench/", "loopback/", "scripts/", "docs/", ".ci/")
 IN_WHEEL = (
     "django_presence/__init__.py",
     "django_presence/py.typed",

@@ -10,8 +10,8 @@ from rest_framework.test import APIClient
 
 from django_presence import actions
 from django_presence.models import RealmMember
+from loopback.auth import basic_auth
 
-from .e2e_server import basic_auth
 from .factories import MemberFactory, RealmFactory
 
 

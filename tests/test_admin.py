@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from django_presence import actions
 from django_presence.models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence
+from loopback.auth import basic_auth
 
-from .e2e_server import basic_auth
 from .factories import MemberFactory, RealmFactory
 
 NEW_KEY_MESSAGE = re.compile(

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from django_presence import __version__, actions
 from django_presence.models import UserPresence
+from loopback.auth import basic_auth
 
 from .api_utils import (
     FORM,
@@ -33,7 +34,6 @@ from .api_utils import (
     user_presence_url,
     without_server_timestamp,
 )
-from .e2e_server import basic_auth
 
 pytestmark = pytest.mark.django_db
 

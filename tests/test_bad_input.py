@@ -31,8 +31,8 @@ from hypothesis import strategies as st
 
 from django_presence import actions
 from django_presence.models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence
+from loopback.auth import basic_auth
 
-from .e2e_server import basic_auth
 from .events_utils import use_fresh_backends
 
 pytestmark = pytest.mark.django_db

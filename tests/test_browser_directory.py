@@ -26,21 +26,18 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 import requests
 
-from .e2e_server import (
-    REPO,
-    SQLITE_RUN_ONLY,
-    ExampleServer,
-    basic_auth,
-    free_port,
-    manage,
-    seeded_example_db,
-)
+from loopback.auth import basic_auth
+from loopback.example import ExampleServer, manage, seeded_example_db
+from loopback.server import free_port
+
+from .e2e_server import SQLITE_RUN_ONLY
 from .test_schema import OPERATIONS
 
 pytestmark = [
@@ -58,7 +55,7 @@ TIMING = {
 LIVE_WITHIN_SECS = 2.0  # the bound for a change to show
 TIMEOUT_MS = 10_000
 REQUEST_TIMEOUT = 10
-ARTIFACTS = REPO / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 # As root on a machine without network: no sandbox, no GPU, no calls to Google's services.
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -46,8 +46,9 @@ def test_limit_to_accessible_users_must_be_bool():
         assert check_ids() == [checks.E_LIMIT_TO_ACCESSIBLE_USERS]
 
 
-def test_access_adapter_must_import():
-    with override_settings(PRESENCE_ACCESS_ADAPTER="nowhere.Adapter"):
+@pytest.mark.parametrize("path", ["nowhere.Adapter", None])
+def test_access_adapter_must_import(path):
+    with override_settings(PRESENCE_ACCESS_ADAPTER=path):
         assert check_ids() == [checks.E_ACCESS_ADAPTER]
 
 
@@ -90,12 +91,19 @@ def test_sqlite_must_support_returning(monkeypatch):
         assert check_ids() == expected
 
 
-@pytest.mark.parametrize(
-    "path", ["nowhere.Backend", "django_presence.adapter.DefaultAccessAdapter", None]
-)
-def test_event_backend_must_be_an_event_backend(path):
+@pytest.mark.parametrize("path", ["nowhere.Backend", None])
+def test_event_backend_must_import(path):
     with override_settings(PRESENCE_EVENT_BACKEND=path):
         assert check_ids() == [checks.E_EVENT_BACKEND]
+
+
+@pytest.mark.parametrize("path", ["django_presence.adapter.DefaultAccessAdapter", "os.path"])
+def test_event_backend_must_be_an_event_backend(path):
+    with override_settings(PRESENCE_EVENT_BACKEND=path):
+        messages = checks.check_settings()
+    assert [(m.id, m.msg) for m in messages] == [
+        (checks.E_EVENT_BACKEND_CLASS, f"PRESENCE_EVENT_BACKEND {path!r} is not an event backend.")
+    ]
 
 
 def test_event_backend_accepts_both_backends():
@@ -171,6 +179,7 @@ def test_ids_are_unique_and_namespaced():
         checks.E_LONG_POLL_OUTLIVES_QUEUE,
         checks.E_LONG_POLL_OUTLIVES_CLIENT,
         checks.E_READ_DATABASE,
+        checks.E_EVENT_BACKEND_CLASS,
     ]
     assert len(ids) == len(set(ids))
     assert all(check_id.startswith("django_presence.E") for check_id in ids)

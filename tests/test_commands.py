@@ -20,11 +20,12 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from django_presence import actions
+from django_presence.management.commands.presence_purge import Command as PurgeCommand
 from django_presence.models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence
 from django_presence.queries import RealmPresenceStats, get_realm_presence_stats
+from loopback.auth import basic_auth
 
 from .api_utils import frozen_now, now_seconds, post_presence, success
-from .e2e_server import basic_auth
 from .factories import MemberFactory, RealmFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -536,6 +537,20 @@ def test_purge_of_a_single_row_then_of_none(aged_rows):
     out, err, cutoff = purge(60)
     assert out == f"Deleted 0 presence rows (all realms) with no report since {cutoff}.\n"
     assert err == ""
+
+
+class Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_purge_progress_is_not_coloured_as_an_error_on_a_terminal(aged_rows):
+    """On a terminal Django colours stderr as errors; the progress lines stay plain."""
+    stderr = Terminal()
+    command = PurgeCommand(stdout=StringIO(), stderr=stderr, force_color=True)
+    with frozen_now(now_seconds()):
+        call_command(command, "--older-than-days", "30")
+    assert stderr.getvalue() == "deleted 4/4\n"
 
 
 def test_purge_warns_below_the_history_window(aged_rows, settings):

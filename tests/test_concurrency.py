@@ -29,8 +29,7 @@ from django_presence.formatting import ModernEntry, format_modern_entry
 from django_presence.models import PresenceSequence, Realm, RealmMember, UserPresence
 from django_presence.queries import get_presence_dict_by_realm
 from django_presence.signals import presence_changed
-
-from .e2e_server import basic_auth
+from loopback.auth import basic_auth
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

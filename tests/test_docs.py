@@ -9,7 +9,7 @@ import pytest
 from django.urls import get_resolver
 from django.utils import timezone
 
-from django_presence import actions, signals
+from django_presence import actions, checks, signals
 from django_presence.conf import DEFAULTS
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -27,6 +27,16 @@ def test_every_setting_is_documented_with_its_default(setting):
     default = DEFAULTS[setting]
     shown = f'"{default}"' if isinstance(default, str) else repr(default)
     assert f"| `{shown}` |" in rows[0]
+
+
+def test_every_check_id_is_documented():
+    ids = {
+        *checks.POSITIVE_INT_SETTINGS.values(),
+        *(value for name, value in vars(checks).items() if name.startswith("E_")),
+    }
+    text = doc("configuration.md")
+    missing = [check_id for check_id in sorted(ids) if check_id.split(".")[1] not in text]
+    assert not missing, f"docs/configuration.md does not mention {missing}"
 
 
 def test_configuration_lists_no_unknown_setting():

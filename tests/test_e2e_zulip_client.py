@@ -26,15 +26,11 @@ import pytest
 import requests
 import zulip
 
+from loopback.example import Account, ExampleServer, create_accounts, manage
+from loopback.server import free_port
+
 from .api_utils import legacy_entry
-from .e2e_server import (
-    SQLITE_RUN_ONLY,
-    Account,
-    ExampleServer,
-    create_accounts,
-    free_port,
-    manage,
-)
+from .e2e_server import SQLITE_RUN_ONLY
 
 pytestmark = [
     pytest.mark.e2e,

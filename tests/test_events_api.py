@@ -19,6 +19,7 @@ from django_presence.events import queues
 from django_presence.events import receivers as event_receivers
 from django_presence.events.backends import get_event_backend
 from django_presence.models import PresenceSequence, RealmMember
+from loopback.auth import basic_auth
 
 from .api_utils import (
     FORM,
@@ -31,7 +32,6 @@ from .api_utils import (
     success,
     ts,
 )
-from .e2e_server import basic_auth
 from .events_utils import (
     EVENTS_URL,
     after,

@@ -10,14 +10,10 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from .e2e_server import (
-    SQLITE_RUN_ONLY,
-    ExampleServer,
-    create_accounts,
-    free_port,
-    manage,
-    seeded_example_db,
-)
+from loopback.example import ExampleServer, create_accounts, manage, seeded_example_db
+from loopback.server import free_port
+
+from .e2e_server import SQLITE_RUN_ONLY
 
 pytestmark = SQLITE_RUN_ONLY
 

@@ -17,6 +17,7 @@ from django_presence.access import can_access
 from django_presence.models import RealmMember
 from django_presence.queries import count_event_recipients
 from django_presence.signals import presence_changed
+from loopback.auth import basic_auth
 
 from .api_utils import (
     FORM,
@@ -32,7 +33,6 @@ from .api_utils import (
     ts,
     user_presence_url,
 )
-from .e2e_server import basic_auth
 from .factories import RealmFactory
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,8 @@ import pytest
 import requests
 from psycopg import sql
 
-from .e2e_server import Account, ExampleServer, create_accounts, free_port, manage
+from loopback.example import Account, ExampleServer, create_accounts, manage
+from loopback.server import free_port
 
 PG_HOST = os.environ.get("PRESENCE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("PRESENCE_TEST_PG_PORT", "5432"))

@@ -24,7 +24,10 @@ from drf_spectacular.validation import validate_schema
 
 import django_presence.schema  # noqa: F401 - registers the API's OpenAPI description
 
-from .e2e_server import SQLITE_RUN_ONLY, ExampleServer, free_port, manage
+from loopback.example import ExampleServer, manage
+from loopback.server import free_port
+
+from .e2e_server import SQLITE_RUN_ONLY
 
 pytestmark = SQLITE_RUN_ONLY
 

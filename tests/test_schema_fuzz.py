@@ -23,14 +23,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from .e2e_server import (
-    SQLITE_RUN_ONLY,
-    ExampleServer,
-    basic_auth,
-    free_port,
-    manage,
-    seeded_example_db,
-)
+from loopback.auth import basic_auth
+from loopback.example import ExampleServer, manage, seeded_example_db
+from loopback.server import free_port
+
+from .e2e_server import SQLITE_RUN_ONLY
 from .test_schema import OPERATIONS
 
 pytestmark = [

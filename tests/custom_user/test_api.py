@@ -13,7 +13,7 @@ from django.utils import timezone
 from django_presence import actions
 from django_presence.models import RealmMember, UserPresence
 from django_presence.signals import presence_changed
-from tests.e2e_server import basic_auth
+from loopback.auth import basic_auth
 
 from .models import EmailUser
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_server import free_port
+from loopback.server import free_port
 
 psycopg = pytest.importorskip("psycopg", reason="the fault tests talk to PostgreSQL with psycopg")
 

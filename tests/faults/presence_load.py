@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e_server import Account, create_accounts, manage
+from loopback.example import Account, create_accounts, manage
 
 from .postgres_server import PostgresServer
 

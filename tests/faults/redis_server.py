@@ -23,7 +23,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.e2e_server import free_port
+from loopback.server import free_port
 
 HOST = "127.0.0.1"
 START_TIMEOUT_SECS = 10

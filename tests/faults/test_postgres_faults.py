@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.e2e_server import ExampleServer, free_port
+from loopback.example import ExampleServer
+from loopback.server import free_port
 
 from .invariants import (
     Stored,

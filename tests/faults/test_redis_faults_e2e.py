@@ -19,14 +19,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e_server import (
-    SQLITE_RUN_ONLY,
-    Account,
-    ExampleServer,
-    create_accounts,
-    free_port,
-    manage,
-)
+from loopback.example import Account, ExampleServer, create_accounts, manage
+from loopback.server import free_port
+from tests.e2e_server import SQLITE_RUN_ONLY
 
 from .redis_server import RedisServer, why_unavailable
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_server import ExampleServer, free_port
+from loopback.example import ExampleServer
+from loopback.server import free_port
 
 from .invariants import (
     Stored,

@@ -36,11 +36,6 @@ def find_realm(string_id: str) -> Realm:
     return realm
 
 
-def _plain(text: str) -> str:
-    # stderr is styled as errors by default; progress is not an error.
-    return text
-
-
 def rows(count: int) -> str:
     return f"{count} presence row" if count == 1 else f"{count} presence rows"
 
@@ -96,7 +91,9 @@ class Command(BaseCommand):
 
         def progress(deleted: int) -> None:
             # The total was counted before: rows reported meanwhile are kept, not counted.
-            self.stderr.write(f"deleted {deleted}/{total}", style_func=_plain)
+            # style_func=str leaves the line as it is: on a terminal Django colours all of stderr
+            # as errors, and progress is not an error.
+            self.stderr.write(f"deleted {deleted}/{total}", style_func=str)
 
         deleted = do_purge_presence_rows(
             realm, older_than, batch_size=options["batch_size"], on_progress=progress
