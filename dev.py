@@ -53,6 +53,10 @@ def run(*args: str | Path, env: dict[str, str] | None = None) -> bool:
     return subprocess.run(args, cwd=ROOT, env=env).returncode == 0
 
 
+# The floor and what counts are in pyproject.toml ([tool.coverage.*]).
+COVERAGE_REPORT = ("-m", "coverage", "report")
+
+
 @dataclass(frozen=True)
 class Step:
     """A step of a test-matrix cell: its name (a line of dev.py's summary), the arguments after
@@ -65,7 +69,7 @@ class Step:
 
 
 def cell_steps(
-    database: str, pytest_args: Sequence[str], *, fault_suite: bool = True
+    database: str, pytest_args: Sequence[str], *, fault_suite: bool = True, coverage: bool = False
 ) -> list[Step]:
     """What a cell of the test matrix runs, on "sqlite" or "postgres", once the project is
     installed. noxfile.py runs these in each cell's virtualenv, `python3 dev.py test` in .venv
@@ -74,8 +78,15 @@ def cell_steps(
 
     The fault suite starts server processes on a PostgreSQL of its own, whatever the cell's
     database, so it runs once, in .venv: nox's cells pass ``fault_suite=False`` (named in
-    ``pytest_args``, it runs there too)."""
-    pytest = ("-m", "pytest", *(() if fault_suite else (f"--ignore={FAULT_SUITE}",)), *pytest_args)
+    ``pytest_args``, it runs there too). With ``coverage``, the pytest runs add the package's
+    branch coverage to .coverage (COVERAGE_REPORT reads it)."""
+    pytest = (
+        "-m",
+        "pytest",
+        *(() if fault_suite else (f"--ignore={FAULT_SUITE}",)),
+        *(("--cov", "--cov-append", "--cov-report=") if coverage else ()),
+        *pytest_args,
+    )
     if database == "postgres":
         return [Step("pytest (PostgreSQL)", pytest, {"PRESENCE_TEST_DATABASE": "postgres"})]
     custom_user = Step(
@@ -140,8 +151,14 @@ def cmd_test(pytest_args: list[str]) -> int:
     def step(name: str, *args: str | Path, env: dict[str, str] | None = None) -> None:
         results.append((name, "ok" if run(*args, env=env) else "FAILED"))
 
+    # The coverage floor (pyproject.toml) holds for the SQLite and PostgreSQL runs together,
+    # and only for a whole run: extra arguments usually name some tests.
+    measure = not pytest_args
+    if measure:
+        (ROOT / ".coverage").unlink(missing_ok=True)
+
     def cell(database: str) -> None:
-        for cell_step in cell_steps(database, pytest_args):
+        for cell_step in cell_steps(database, pytest_args, coverage=measure):
             if cell_step.skipped:
                 results.append((cell_step.name, f"skipped: {cell_step.skipped}"))
             else:
@@ -164,11 +181,16 @@ def cmd_test(pytest_args: list[str]) -> int:
         # Every benchmark step at small sizes, in seconds, with no timing assertion
         # (docs/performance.md); it fails on wrong answers, statement counts or HTTP errors.
         step("bench smoke", PYTHON, "-m", "bench", "--smoke")
+        if measure:
+            step("coverage >= 95 % (branches)", PYTHON, *COVERAGE_REPORT)
+        else:
+            results.append(("coverage >= 95 % (branches)", "skipped: extra pytest arguments"))
     else:
         print(f"\n==> PostgreSQL not reachable at {host}:{port}, skipping the PostgreSQL run")
         for cell_step in cell_steps("postgres", pytest_args):
             results.append((cell_step.name, f"skipped: not reachable at {host}:{port}"))
         results.append(("bench smoke", f"skipped: PostgreSQL not reachable at {host}:{port}"))
+        results.append(("coverage >= 95 % (branches)", "skipped: needs the PostgreSQL run too"))
 
     step("package build + smoke", PYTHON, ROOT / "scripts" / "package_smoke.py")
 
