@@ -19,6 +19,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .status import OFFLINE, STATUSES
+
 
 def user_model_has_field(name: str) -> bool:
     """Whether AUTH_USER_MODEL has this field: custom user models may lack is_active, groups
@@ -109,6 +111,9 @@ class RealmMember(models.Model):
         return self.role == self.Role.GUEST
 
 
+STATUS_CHOICES = [(status, status) for status in STATUSES]
+
+
 class UserPresence(models.Model):
     """One row per user: the last time a client said the user was active, and the last time any
     client was connected at all. Users can turn updates off (invisible mode), so this row does
@@ -133,6 +138,12 @@ class UserPresence(models.Model):
     last_connected_time = models.DateTimeField(_("last connected"), null=True, blank=True)
     # The realm sequence value of the row's last write; incremental fetches compare against it.
     last_update_id = models.PositiveBigIntegerField(_("last update id"), default=0)
+    # The status (status.presence_status) presence_status_changed last announced, and when the
+    # timestamps alone will change it next (NULL once offline): what transitions.py sweeps.
+    announced_status = models.CharField(
+        _("announced status"), max_length=8, choices=STATUS_CHOICES, default=OFFLINE
+    )
+    status_changes_at = models.DateTimeField(_("status changes at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("user presence")
@@ -143,6 +154,13 @@ class UserPresence(models.Model):
                 fields=["realm", "last_connected_time"], name="presence_realm_connected_idx"
             ),
             models.Index(fields=["realm", "last_update_id"], name="presence_realm_update_id_idx"),
+            # Across realms on purpose: the sweeper asks which rows are due, in any realm. Only
+            # rows with a change ahead are in it, so it stays as small as the online members.
+            models.Index(
+                fields=["status_changes_at"],
+                name="presence_status_due_idx",
+                condition=models.Q(status_changes_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
