@@ -23,7 +23,6 @@ from drf_spectacular.settings import patched_settings
 from drf_spectacular.validation import validate_schema
 
 import django_presence.schema  # noqa: F401 - registers the API's OpenAPI description
-
 from loopback.example import ExampleServer, manage
 from loopback.server import free_port
 
