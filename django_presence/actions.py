@@ -22,7 +22,7 @@ from django.utils import timezone
 from .conf import presence_settings
 from .formatting import format_modern_entry
 from .models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence, user_email
-from .queries import count_event_recipients, stale_presence_rows
+from .queries import stale_presence_rows
 from .signals import presence_changed, presence_enabled_changed
 from .status import ACTIVE, REPORTED_STATUSES
 
@@ -397,18 +397,13 @@ def _send_presence_changed_on_commit(
     log_time: datetime,
     forced: bool,
 ) -> None:
-    """Schedule presence_changed for after commit: counting recipients costs more than the
-    write itself, and must not lengthen the transaction that holds the realm lock."""
+    """Schedule presence_changed for after commit, whatever the realm's size: the cut-off of
+    PRESENCE_USER_LIMIT_FOR_EVENTS applies to event queues only (events/receivers.py)."""
     date_joined = member.date_joined
     presence = format_modern_entry(last_active or date_joined, last_connected or date_joined)
     server_timestamp = log_time.timestamp()
 
     def send() -> None:
-        # With no receiver connected there is nobody to tell: skip the recipient count.
-        if not presence_changed.has_listeners(UserPresence):
-            return
-        if not forced and _too_many_recipients(member):
-            return
         presence_changed.send(
             sender=UserPresence,
             user=member.user,
@@ -421,15 +416,6 @@ def _send_presence_changed_on_commit(
         )
 
     transaction.on_commit(send)
-
-
-def _too_many_recipients(member: RealmMember) -> bool:
-    """Zulip's cut-off for unforced events: more recipients than PRESENCE_USER_LIMIT_FOR_EVENTS."""
-    limit = presence_settings.USER_LIMIT_FOR_EVENTS
-    if limit is None:
-        return False  # no limit: nothing to count
-    # Counting one past the limit is enough to decide, however large the realm.
-    return count_event_recipients(member.realm, member, stop_after=limit + 1) > limit
 
 
 def do_record_lost_presence_event(realm: Realm) -> None:

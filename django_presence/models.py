@@ -141,7 +141,12 @@ class UserPresence(models.Model):
     # The status (status.presence_status) presence_status_changed last announced, and when the
     # timestamps alone will change it next (NULL once offline): what transitions.py sweeps.
     announced_status = models.CharField(
-        _("announced status"), max_length=8, choices=STATUS_CHOICES, default=OFFLINE
+        _("announced status"),
+        max_length=8,
+        choices=STATUS_CHOICES,
+        default=OFFLINE,
+        # For the raw INSERT of the write path, which names the columns it sets.
+        db_default=OFFLINE,
     )
     status_changes_at = models.DateTimeField(_("status changes at"), null=True, blank=True)
 

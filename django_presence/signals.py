@@ -9,7 +9,8 @@ from django.dispatch import Signal
 # Sent when Zulip would send a ``presence`` event: the user's first presence row was created,
 # the user came online (active after more than the came-online threshold), or the update was
 # forced (invisible mode toggled). Not sent for ordinary refreshes, nor (unless forced) when the
-# realm has presence disabled or more active members than PRESENCE_USER_LIMIT_FOR_EVENTS.
+# realm has presence disabled; sent whatever the realm's size (PRESENCE_USER_LIMIT_FOR_EVENTS
+# applies to the event queues only).
 #
 # sender:           UserPresence
 # user:             the host's user instance whose presence changed

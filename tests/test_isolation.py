@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import Group
@@ -198,17 +199,24 @@ def test_update_ids_are_per_realm(realms):
 def test_event_limit_counts_own_realm_only(
     realms, make_member, settings, django_capture_on_commit_callbacks
 ):
-    """A large zulip does not silence lear's presence_changed, which has three recipients."""
+    """A large zulip does not cut lear's presence event off, which has three recipients."""
     settings.PRESENCE_USER_LIMIT_FOR_EVENTS = 3
     zulip_newcomer = make_member(user__username="newcomer", user__email="new@example.com")
     lear_newcomer = make_member(
         realm=realms.lear, user__username="lear-new", user__email="new@lear.example"
     )
     actions.do_deactivate_member(realms.lear_bot)  # lear: 3 active members with the newcomer
-    with recording(presence_changed) as sent, django_capture_on_commit_callbacks(execute=True):
+    with (
+        mock.patch("django_presence.events.receivers.get_event_backend") as backend,
+        recording(presence_changed) as sent,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         for member in (zulip_newcomer, lear_newcomer):
             actions.do_update_user_presence(member, log_time=realms.now, status="active")
-    assert [event["member"] for event in sent] == [lear_newcomer]
+    published = [call.args[1]["user_id"] for call in backend.return_value.publish.call_args_list]
+    assert published == [lear_newcomer.user_id]
+    # Host receivers hear of both.
+    assert [event["member"] for event in sent] == [zulip_newcomer, lear_newcomer]
 
 
 def test_api_key_belongs_to_one_member(realms):

@@ -739,11 +739,22 @@ def test_presence_events_multiple_clients(org, django_capture_on_commit_callback
 def test_presence_events_disabled_on_larger_realm(
     org, settings, django_capture_on_commit_callbacks
 ):
+    """Zulip's cut-off, for event queues: only the forced event is published. Host receivers
+    hear of both changes."""
     settings.PRESENCE_USER_LIMIT_FOR_EVENTS = 3  # the realm has 6 active members
     now = now_seconds()
-    with recording(presence_changed) as sent, django_capture_on_commit_callbacks(execute=True):
+    with (
+        mock.patch("django_presence.events.receivers.get_event_backend") as backend,
+        recording(presence_changed) as sent,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         actions.do_update_user_presence(
             org.hamlet, log_time=now, status="active", force_send_update=True
         )
         success(org.post(org.othello, status="active"))
-    assert [(event["member"], event["forced"]) for event in sent] == [(org.hamlet, True)]
+    published = [call.args[1]["user_id"] for call in backend.return_value.publish.call_args_list]
+    assert published == [org.hamlet.user_id]
+    assert [(event["member"], event["forced"]) for event in sent] == [
+        (org.hamlet, True),
+        (org.othello, False),
+    ]

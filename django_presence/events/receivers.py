@@ -7,7 +7,9 @@ import logging
 from typing import Any
 
 from django_presence.actions import do_record_lost_presence_event
+from django_presence.conf import presence_settings
 from django_presence.models import RealmMember, UserPresence
+from django_presence.queries import count_event_recipients
 from django_presence.signals import presence_changed
 
 from .backends import get_event_backend
@@ -24,9 +26,14 @@ def publish_presence_change(
     member: RealmMember,
     presence: dict[str, int],
     server_timestamp: float,
+    forced: bool,
     **kwargs: Any,
 ) -> None:
-    """Append the change to its realm's log, once, whatever the number of queues."""
+    """Append the change to its realm's log, once, whatever the number of queues; unless the
+    change is not forced and would reach more members than PRESENCE_USER_LIMIT_FOR_EVENTS
+    (Zulip's cut-off, which applies to event queues only: host receivers get every change)."""
+    if not forced and _too_many_recipients(member):
+        return
     entry: LogEntry = {
         "user_id": member.user_id,
         "email": member.email,
@@ -40,6 +47,14 @@ def publish_presence_change(
         # but the realm's queues must not miss the change silently either.
         logger.exception("Could not publish the presence event of user %s", member.user_id)
         _record_lost_event(member)
+
+
+def _too_many_recipients(member: RealmMember) -> bool:
+    limit = presence_settings.USER_LIMIT_FOR_EVENTS
+    if limit is None:
+        return False  # no limit: nothing to count
+    # Counting one past the limit is enough to decide, however large the realm.
+    return count_event_recipients(member.realm, member, stop_after=limit + 1) > limit
 
 
 def _record_lost_event(member: RealmMember) -> None:

@@ -16,6 +16,7 @@ class Migration(migrations.Migration):
             name="announced_status",
             field=models.CharField(
                 choices=[("active", "active"), ("idle", "idle"), ("offline", "offline")],
+                db_default="offline",
                 default="offline",
                 max_length=8,
                 verbose_name="announced status",
