@@ -23,8 +23,17 @@ from .conf import presence_settings
 from .formatting import format_modern_entry
 from .models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence, user_email
 from .queries import stale_presence_rows
-from .signals import presence_changed, presence_enabled_changed
-from .status import ACTIVE, REPORTED_STATUSES
+from .signals import presence_changed, presence_enabled_changed, presence_status_changed
+from .status import (
+    ACTIVE,
+    OFFLINE,
+    REPORTED_STATUSES,
+    Transition,
+    next_status_change,
+    presence_status,
+    transitions_by_time,
+)
+from .timers import is_late
 
 logger = logging.getLogger(__name__)
 
@@ -247,27 +256,88 @@ def _write_report(
     """Lock the member's row and write the report into it, or create it. None when another
     request created the row first: that request sends the event, this one does nothing."""
     row = _lock_presence_row(member.user_id)
-    previous_active = None if row is None else row[1]
+    previous_active = None if row is None else row.last_active
     came_online = is_active and _age(previous_active, log_time) > timedelta(
         seconds=presence_settings.CAME_ONLINE_THRESHOLD_SECS
     )
     if row is None:
         last_active = log_time if is_active else None
-        write = _insert_presence_row(member, last_active, log_time)
+        status = _StatusUpdate.of_new_row(last_active, log_time, log_time)
+        write = _insert_presence_row(member, last_active, log_time, status)
         if not write.row_written:
             logger.info("UserPresence row already created for %s, returning.", member.user_id)
             return None
+        status.announce_on_commit(member)
         return _WrittenReport(last_active, log_time, write.last_update_id, True, came_online)
-    row_id, last_active, last_connected = row
-    changes = _report_changes(last_active, last_connected, log_time, is_active)
-    update_id = _update_presence_row(member, row_id, changes).last_update_id if changes else None
-    return _WrittenReport(
-        last_active=changes.get("last_active_time", last_active),
-        last_connected=changes.get("last_connected_time", last_connected),
-        last_update_id=update_id,
-        created=False,
-        came_online=came_online,
+    changes: dict[str, Any] = _report_changes(
+        row.last_active, row.last_connected, log_time, is_active
     )
+    last_active = changes.get("last_active_time", row.last_active)
+    last_connected = changes.get("last_connected_time", row.last_connected)
+    update_id = None
+    if changes:
+        status = _StatusUpdate.of_row(row, last_active, last_connected, log_time)
+        write = _update_presence_row(member, row.id, {**changes, **status.columns()})
+        update_id = write.last_update_id
+        status.announce_on_commit(member)
+    return _WrittenReport(last_active, last_connected, update_id, False, came_online)
+
+
+@dataclass(frozen=True)
+class _StatusUpdate:
+    """What a write does to the row's announced status: the transitions to announce (those
+    time alone made before the write, which no sweeper has announced yet, then the write's own),
+    and the status and next change to store with the write."""
+
+    transitions: list[Transition]
+    status: str
+    changes_at: datetime | None
+
+    @classmethod
+    def of_new_row(
+        cls, last_active: datetime | None, last_connected: datetime, log_time: datetime
+    ) -> _StatusUpdate:
+        return cls._after(OFFLINE, [], last_active, last_connected, log_time)
+
+    @classmethod
+    def of_row(
+        cls,
+        row: _LockedRow,
+        last_active: datetime | None,
+        last_connected: datetime | None,
+        log_time: datetime,
+    ) -> _StatusUpdate:
+        by_time, status, _changes_at = transitions_by_time(
+            row.announced_status,
+            row.status_changes_at,
+            row.last_active,
+            row.last_connected,
+            log_time,
+        )
+        return cls._after(status, by_time, last_active, last_connected, log_time)
+
+    @classmethod
+    def _after(
+        cls,
+        status: str,
+        transitions: list[Transition],
+        last_active: datetime | None,
+        last_connected: datetime | None,
+        log_time: datetime,
+    ) -> _StatusUpdate:
+        new = presence_status(last_active, last_connected, log_time)
+        if new != status:
+            transitions = [*transitions, Transition(status, new, log_time)]
+        return cls(transitions, new, next_status_change(last_active, last_connected, log_time))
+
+    def columns(self) -> dict[str, Any]:
+        return {"announced_status": self.status, "status_changes_at": self.changes_at}
+
+    def announce_on_commit(self, member: RealmMember) -> None:
+        if self.transitions:
+            _send_status_changes_on_commit(
+                [(member, transition) for transition in self.transitions]
+            )
 
 
 def _age(moment: datetime | None, log_time: datetime) -> timedelta:
@@ -295,22 +365,38 @@ def _report_changes(
     return changes
 
 
-def _lock_presence_row(user_id: int) -> tuple[int, datetime | None, datetime | None] | None:
-    """(id, last_active, last_connected) of the user's row, locked until commit (SQLite has no
-    row locks: its writers take the database lock at BEGIN); None when the user has none.
-    Written out: building and compiling the QuerySet would cost more than the round trip."""
+@dataclass(frozen=True)
+class _LockedRow:
+    id: int
+    last_active: datetime | None
+    last_connected: datetime | None
+    announced_status: str
+    status_changes_at: datetime | None
+
+
+def _lock_presence_row(user_id: int) -> _LockedRow | None:
+    """The user's row, locked until commit (SQLite has no row locks: its writers take the
+    database lock at BEGIN); None when the user has none. Written out: building and compiling
+    the QuerySet would cost more than the round trip."""
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    columns = ("id", "last_active_time", "last_connected_time", "announced_status")
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {_quoted(UserPresence, 'id')}, {_quoted(UserPresence, 'last_active_time')},"
-            f" {_quoted(UserPresence, 'last_connected_time')} FROM {_quoted(UserPresence)}"
+            f"SELECT {', '.join(_quoted(UserPresence, column) for column in columns)},"
+            f" {_quoted(UserPresence, 'status_changes_at')} FROM {_quoted(UserPresence)}"
             f" WHERE {_quoted(UserPresence, 'user')} = %s{lock}",
             [user_id],
         )
         row = cursor.fetchone()
     if row is None:
         return None
-    return row[0], _datetime_from_db(row[1]), _datetime_from_db(row[2])
+    return _LockedRow(
+        row[0],
+        _datetime_from_db(row[1]),
+        _datetime_from_db(row[2]),
+        row[3],
+        _datetime_from_db(row[4]),
+    )
 
 
 def _loaded_presence_row(member: RealmMember) -> UserPresence | None:
@@ -369,15 +455,17 @@ def _backdate_presence_row(member: RealmMember, log_time: datetime) -> None:
     row = _lock_presence_row(member.user_id)
     if row is None:
         return
-    row_id, last_active, last_connected = row
-    changes: dict[str, datetime] = {}
+    last_active, last_connected = row.last_active, row.last_connected
+    changes: dict[str, Any] = {}
     if last_connected is not None and last_connected > backdate_to:
         changes["last_connected_time"] = last_connected = backdate_to
     if last_active is not None and last_active > backdate_to:
         changes["last_active_time"] = last_active = backdate_to
     if not changes:
         return
-    write = _update_presence_row(member, row_id, changes)
+    status = _StatusUpdate.of_row(row, last_active, last_connected, log_time)
+    write = _update_presence_row(member, row.id, {**changes, **status.columns()})
+    status.announce_on_commit(member)
     _send_presence_changed_on_commit(
         member,
         last_active=last_active,
@@ -416,6 +504,76 @@ def _send_presence_changed_on_commit(
         )
 
     transaction.on_commit(send)
+
+
+def _send_status_changes_on_commit(changes: list[tuple[RealmMember, Transition]]) -> None:
+    """presence_status_changed for each transition, in order, after commit."""
+
+    def send() -> None:
+        now = timezone.now()
+        for member, transition in changes:
+            presence_status_changed.send(
+                sender=UserPresence,
+                user=member.user,
+                member=member,
+                realm=member.realm,
+                old_status=transition.old,
+                new_status=transition.new,
+                at=transition.at,
+                late=is_late(transition.at, now),
+            )
+
+    transaction.on_commit(send)
+
+
+# Rows whose status changes are announced per sweep, oldest due first; the rest, next sweep.
+TRANSITIONS_BATCH_SIZE = 1000
+
+
+def do_announce_due_status_transitions(now: datetime) -> int:
+    """Announce the status changes time alone made up to ``now`` (presence_status_changed),
+    each exactly once however many sweepers run: a row's announced state is replaced only if
+    it is still the one read (and, on PostgreSQL, rows another sweeper or a write holds are
+    skipped). Returns how many transitions it announced."""
+    announced: list[tuple[int, Transition]] = []
+    with transaction.atomic(durable=True):
+        due = (
+            UserPresence.objects.select_for_update(skip_locked=True)
+            .filter(status_changes_at__lte=now)
+            .order_by("status_changes_at")
+            .values_list(
+                "id",
+                "user_id",
+                "announced_status",
+                "status_changes_at",
+                "last_active_time",
+                "last_connected_time",
+            )[:TRANSITIONS_BATCH_SIZE]
+        )
+        for row_id, user_id, status, changes_at, last_active, last_connected in due:
+            transitions, new_status, next_change = transitions_by_time(
+                status, changes_at, last_active, last_connected, now
+            )
+            claimed = UserPresence.objects.filter(
+                pk=row_id, announced_status=status, status_changes_at=changes_at
+            ).update(announced_status=new_status, status_changes_at=next_change)
+            if claimed:
+                announced.extend((user_id, transition) for transition in transitions)
+        if announced:
+            members = {
+                member.user_id: member
+                for member in RealmMember.objects.filter(
+                    user_id__in={user_id for user_id, _transition in announced}
+                ).select_related("user", "realm")
+            }
+            _send_status_changes_on_commit(
+                [
+                    (members[user_id], transition)
+                    for user_id, transition in announced
+                    if user_id in members
+                ]
+            )
+    return len(announced)
 
 
 def do_record_lost_presence_event(realm: Realm) -> None:
@@ -553,22 +711,39 @@ def _take_next_update_id(cursor: Any, realm_id: int) -> int | None:
 
 
 def _insert_presence_row(
-    member: RealmMember, last_active: datetime | None, last_connected: datetime | None
+    member: RealmMember,
+    last_active: datetime | None,
+    last_connected: datetime | None,
+    status: _StatusUpdate,
 ) -> _PresenceWrite:
     table = _quoted(UserPresence)
-    columns = ", ".join(
-        _quoted(UserPresence, f)
-        for f in ("user", "realm", "last_active_time", "last_connected_time", "last_update_id")
+    fields = (
+        "user",
+        "realm",
+        "last_active_time",
+        "last_connected_time",
+        "announced_status",
+        "status_changes_at",
+        "last_update_id",
     )
+    columns = ", ".join(_quoted(UserPresence, field) for field in fields)
     conflict = f"ON CONFLICT ({_quoted(UserPresence, 'user')}) DO NOTHING"
-    values = [member.user_id, member.realm_id, _adapt(last_active), _adapt(last_connected)]
+    values = [
+        member.user_id,
+        member.realm_id,
+        _adapt(last_active),
+        _adapt(last_connected),
+        status.status,
+        _adapt(status.changes_at),
+    ]
 
     def write(cursor: Any) -> tuple[int | None, bool]:
         if _one_statement_writes():
             cursor.execute(
                 f"WITH seq AS ({_next_update_id_sql()}), "
                 f"ins AS (INSERT INTO {table} ({columns}) "
-                f"SELECT %s, %s, %s, %s, seq.last_update_id FROM seq {conflict} RETURNING 1) "
+                f"SELECT %s, %s, %s, %s, %s, %s, seq.last_update_id FROM seq {conflict}"
+                " RETURNING 1) "
                 f"SELECT (SELECT last_update_id FROM seq), (SELECT COUNT(*) FROM ins)",
                 [member.realm_id, *values],
             )
@@ -578,7 +753,7 @@ def _insert_presence_row(
         if update_id is None:
             return None, False
         cursor.execute(
-            f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, %s) {conflict}",
+            f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s) {conflict}",
             [*values, update_id],
         )
         return update_id, cursor.rowcount == 1
@@ -587,11 +762,11 @@ def _insert_presence_row(
 
 
 def _update_presence_row(
-    member: RealmMember, row_id: int, changes: dict[str, datetime]
+    member: RealmMember, row_id: int, changes: dict[str, Any]
 ) -> _PresenceWrite:
     table = _quoted(UserPresence)
     assignments = ", ".join(f"{_quoted(UserPresence, field)} = %s" for field in changes)
-    values = [_adapt(value) for value in changes.values()]
+    values = [value if isinstance(value, str) else _adapt(value) for value in changes.values()]
     update_id_column = _quoted(UserPresence, "last_update_id")
     id_column = _quoted(UserPresence, "id")
 

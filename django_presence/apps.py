@@ -11,9 +11,16 @@ class PresenceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks
+        from . import actions, checks, timers
         from .events import receivers
 
         checks.register()
         # Presence events for the event queues (docs/events.md).
         receivers.connect()
+        # Status transitions by time alone (docs/signals.md), swept in each server process.
+        timers.register(
+            timers.FunctionWork(
+                "presence status transitions", actions.do_announce_due_status_transitions
+            )
+        )
+        timers.connect()

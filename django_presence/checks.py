@@ -45,6 +45,7 @@ E_LONG_POLL_OUTLIVES_QUEUE = "django_presence.E019"
 E_LONG_POLL_OUTLIVES_CLIENT = "django_presence.E020"
 E_READ_DATABASE = "django_presence.E021"
 E_EVENT_BACKEND_CLASS = "django_presence.E022"
+E_TIMERS_IN_PROCESS = "django_presence.E023"
 
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 # A long poll must answer this long before the zulip package's own timeout gives up on it.
@@ -150,11 +151,17 @@ SETTING_RULES: tuple[SettingRule, ...] = (
         "{name} must be a positive integer or None, not {value!r}.",
         hint="Remove it to use the default ({default}); None sends events whatever the size.",
     ),
-    SettingRule(
-        "PRESENCE_LIMIT_TO_ACCESSIBLE_USERS",
-        E_LIMIT_TO_ACCESSIBLE_USERS,
-        _passes_if(lambda value: isinstance(value, bool)),
-        "{name} must be True or False.",
+    *(
+        SettingRule(
+            name,
+            check_id,
+            _passes_if(lambda value: isinstance(value, bool)),
+            "{name} must be True or False.",
+        )
+        for name, check_id in (
+            ("PRESENCE_LIMIT_TO_ACCESSIBLE_USERS", E_LIMIT_TO_ACCESSIBLE_USERS),
+            ("PRESENCE_TIMERS_IN_PROCESS", E_TIMERS_IN_PROCESS),
+        )
     ),
     SettingRule(
         "PRESENCE_ACCESS_ADAPTER",

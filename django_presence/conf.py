@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "PRESENCE_EVENT_REDIS_KEY_PREFIX": "presence",
     "PRESENCE_EVENT_QUEUE_TIMEOUT_SECS": 600,
     "PRESENCE_EVENT_LONG_POLL_SECS": 50,
+    "PRESENCE_TIMERS_IN_PROCESS": True,
 }
 
 
@@ -124,6 +125,12 @@ class PresenceSettings:
         """A GET events with nothing to return waits this long, then answers with a heartbeat
         (Zulip: 45 to 55)."""
         return int(self._get("PRESENCE_EVENT_LONG_POLL_SECS"))
+
+    @property
+    def TIMERS_IN_PROCESS(self) -> bool:
+        """Whether each server process sweeps for work that falls due by time alone (status
+        transitions); False when ``manage.py presence_timers`` runs as a worker instead."""
+        return bool(self._get("PRESENCE_TIMERS_IN_PROCESS"))
 
     @property
     def CAME_ONLINE_THRESHOLD_SECS(self) -> int:

@@ -31,3 +31,20 @@ presence_changed = Signal()
 # realm:            the Realm
 # presence_enabled: the new value (False means invisible)
 presence_enabled_changed = Signal()
+
+# Sent for every change of a member's status as the reads derive it (status.presence_status:
+# "active", "idle" or "offline"), the changes a report or invisible mode makes and those time
+# alone makes (the last active report or the last connection ageing past the offline
+# threshold), once each whatever the number of server processes (timers.py sweeps for the
+# latter within a second or so).
+#
+# sender:      UserPresence
+# user:        the host's user instance
+# member:      their RealmMember
+# realm:       the Realm
+# old_status:  the status before, a str
+# new_status:  the status after, a str
+# at:          the moment the status changed, an aware datetime
+# late:        True when sent more than 2 s after ``at`` (no sweeper ran then, e.g. the server
+#              was down)
+presence_status_changed = Signal()

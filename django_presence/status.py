@@ -6,6 +6,8 @@
   ``offline`` (presence_status; presence_status_q says the same in SQL). The admin, the
   directory, its filters and the badge use it; presence-dot.js mirrors it, and
   tests/test_status.py runs both on one table of cases.
+- When the status changes by time alone, and every such change up to a moment
+  (next_status_change, transitions_by_time): what presence_status_changed announces.
 - Zulip's legacy status: ``active`` (at the last active report) when that report is within
   LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS of the last connection, else ``idle`` (at the last
   connection) (legacy_status), and in the single-user answer ``offline`` once that timestamp
@@ -14,6 +16,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Q
@@ -42,6 +45,46 @@ def presence_status(
     if last_connected is not None and last_connected > cutoff:
         return IDLE
     return OFFLINE
+
+
+def next_status_change(
+    last_active: datetime | None, last_connected: datetime | None, after: datetime
+) -> datetime | None:
+    """The first moment after ``after`` at which presence_status changes by time alone (a
+    timestamp ageing past the offline threshold); None once nothing is left to age (offline)."""
+    threshold = timedelta(seconds=presence_settings.OFFLINE_THRESHOLD_SECS)
+    ends = [moment + threshold for moment in (last_active, last_connected) if moment is not None]
+    ahead = [end for end in ends if end > after]
+    return min(ahead) if ahead else None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A change of presence_status: from ``old`` to ``new`` at the moment ``at``."""
+
+    old: str
+    new: str
+    at: datetime
+
+
+def transitions_by_time(
+    status: str,
+    changes_at: datetime | None,
+    last_active: datetime | None,
+    last_connected: datetime | None,
+    until: datetime,
+) -> tuple[list[Transition], str, datetime | None]:
+    """The transitions time alone makes from ``status`` (with its next change due at
+    ``changes_at``) up to ``until``, all of them when several fell due; then the status at
+    ``until`` and when it changes next."""
+    transitions: list[Transition] = []
+    while changes_at is not None and changes_at <= until:
+        new = presence_status(last_active, last_connected, changes_at)
+        if new != status:
+            transitions.append(Transition(status, new, changes_at))
+            status = new
+        changes_at = next_status_change(last_active, last_connected, changes_at)
+    return transitions, status, changes_at
 
 
 def presence_status_q(status: str, now: datetime, *, path: str = "") -> Q:

@@ -77,4 +77,8 @@ DATABASES["replica"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
 # The per-user API rate limit is tested on its own; elsewhere it would only add noise.
 PRESENCE_API_RATE = None
 
+# The tests sweep for status transitions themselves (actions.do_announce_due_status_transitions
+# with a clock they choose); a sweeper thread would race them on the test database.
+PRESENCE_TIMERS_IN_PROCESS = False
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -186,19 +186,12 @@ def test_ids_are_unique_and_namespaced():
 
 
 def test_every_setting_has_a_check():
-    checked = {
-        *checks.POSITIVE_INT_SETTINGS,
-        "PRESENCE_USER_LIMIT_FOR_EVENTS",
-        "PRESENCE_LIMIT_TO_ACCESSIBLE_USERS",
-        "PRESENCE_ACCESS_ADAPTER",
-        "PRESENCE_API_RATE",
-        "PRESENCE_SERVER_NAME",
-        "PRESENCE_EVENT_BACKEND",
-        "PRESENCE_EVENT_REDIS_URL",
-        "PRESENCE_EVENT_REDIS_KEY_PREFIX",
-        "PRESENCE_READ_DATABASE",
-    }
-    assert checked == set(DEFAULTS)
+    assert {rule.setting for rule in checks.SETTING_RULES} == set(DEFAULTS)
+
+
+def test_timers_in_process_must_be_a_boolean():
+    with override_settings(PRESENCE_TIMERS_IN_PROCESS="no"):
+        assert check_ids() == [checks.E_TIMERS_IN_PROCESS]
 
 
 def test_check_command_fails_on_bad_setting():

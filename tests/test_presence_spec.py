@@ -167,7 +167,7 @@ def test_user_presence_row_creation_simulated_race(org, caplog, django_capture_o
     concurrent = now_seconds() - timedelta(seconds=1)
     insert_row = actions._insert_presence_row
 
-    def insert_after_another_request(member, last_active, last_connected):
+    def insert_after_another_request(member, last_active, last_connected, status):
         # The other request's row lands between our SELECT ... FOR UPDATE and our INSERT.
         UserPresence.objects.create(
             user_id=member.user_id,
@@ -175,7 +175,7 @@ def test_user_presence_row_creation_simulated_race(org, caplog, django_capture_o
             last_active_time=concurrent,
             last_connected_time=concurrent,
         )
-        return insert_row(member, last_active, last_connected)
+        return insert_row(member, last_active, last_connected, status)
 
     caplog.set_level(logging.INFO, logger="django_presence.actions")
     with (
