@@ -11,7 +11,7 @@ import secrets
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -20,10 +20,25 @@ from django.db.models import F
 from django.utils import timezone
 
 from .conf import presence_settings
+from .emoji import EmojiError, check_emoji, resolve_emoji
 from .formatting import format_modern_entry
-from .models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence, user_email
-from .queries import stale_presence_rows
-from .signals import presence_changed, presence_enabled_changed, presence_status_changed
+from .models import (
+    ApiKey,
+    PresenceSequence,
+    Realm,
+    RealmEmoji,
+    RealmMember,
+    UserPresence,
+    UserStatus,
+    user_email,
+)
+from .queries import get_user_status, stale_presence_rows, stored_status_of
+from .signals import (
+    presence_changed,
+    presence_enabled_changed,
+    presence_status_changed,
+    user_status_changed,
+)
 from .status import (
     ACTIVE,
     OFFLINE,
@@ -34,6 +49,19 @@ from .status import (
     transitions_by_time,
 )
 from .timers import is_late
+from .user_status import (
+    MAX_END_TIMESTAMP,
+    NO_EMOJI,
+    NO_STATUS,
+    UNSET,
+    Emoji,
+    StatusChange,
+    StoredStatus,
+    Unset,
+    end_time_after,
+    ending,
+    format_user_status,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -789,3 +817,282 @@ def _update_presence_row(
         return update_id, True
 
     return _write_with_next_update_id(member, write)
+
+
+# Refusals ------------------------------------------------------------------------------------
+
+
+class ActionRefused(ValueError):
+    """Why a ``check_*`` action refuses a change; the message is for people (the API answers
+    it as a 400 with this message)."""
+
+
+INVISIBLE_MODE_NOT_ALLOWED = "This organization does not allow invisible mode."
+
+
+# Invisible mode as an organization's policy ----------------------------------------------
+
+
+def check_set_presence_enabled(member: RealmMember, presence_enabled: bool) -> None:
+    """do_set_presence_enabled, unless it would turn invisible mode on in a realm that does
+    not allow it (ActionRefused)."""
+    if not presence_enabled and not member.realm.invisible_mode_allowed:
+        raise ActionRefused(INVISIBLE_MODE_NOT_ALLOWED)
+    do_set_presence_enabled(member, presence_enabled)
+
+
+def do_set_realm_invisible_mode_allowed(realm: Realm, allowed: bool) -> None:
+    """Allow or forbid invisible mode in ``realm``. Forbidding it makes every invisible member
+    visible again, each as turning invisible mode off does (an active report, a forced
+    presence event): one transaction per member, as do_set_presence_enabled needs, so this
+    must not run inside an outer transaction when it forbids."""
+    with transaction.atomic():
+        realm.invisible_mode_allowed = allowed
+        realm.save(update_fields=["invisible_mode_allowed", "updated_at"])
+    if allowed:
+        return
+    invisible = RealmMember.objects.filter(realm=realm, presence_enabled=False).select_related(
+        "user", "realm"
+    )
+    for member in invisible.order_by("pk"):
+        do_set_presence_enabled(member, True)
+
+
+# Custom emoji --------------------------------------------------------------------------------
+
+
+def do_add_realm_emoji(realm: Realm, name: str, *, image_url: str = "") -> RealmEmoji:
+    """A new active custom emoji of ``realm`` (the database refuses a second active one of the
+    same name)."""
+    return RealmEmoji.objects.create(realm=realm, name=name, image_url=image_url)
+
+
+def do_set_realm_emoji_deactivated(emoji: RealmEmoji, deactivated: bool) -> None:
+    """Deactivate a custom emoji (statuses that show it keep it; no new status may take it),
+    or make it active again."""
+    emoji.deactivated = deactivated
+    emoji.save(update_fields=["deactivated"])
+
+
+# User statuses -------------------------------------------------------------------------------
+
+
+def check_update_user_status(
+    member: RealmMember,
+    *,
+    acting_user: AbstractBaseUser | None,
+    away: bool | None = None,
+    status_text: str | None = None,
+    emoji_name: str | None = None,
+    emoji_code: str | None = None,
+    reaction_type: str | None = None,
+    scheduled_end_time: int | None | Unset = UNSET,
+    now: datetime | None = None,
+) -> None:
+    """Change ``member``'s status as POST users/me/status asks (None, UNSET: not passed),
+    after Zulip's checks in Zulip's order, then the policy's and the end time's; the first
+    failure is an ActionRefused with Zulip's message. ``scheduled_end_time`` is UNIX seconds
+    (None removes the end time)."""
+    now = now or timezone.now()
+    realm = member.realm
+    if status_text is not None:
+        status_text = status_text.strip()
+    passes_end_time = not isinstance(scheduled_end_time, Unset)
+    if away is None and status_text is None and emoji_name is None and not passes_end_time:
+        raise ActionRefused("Client did not pass any new values.")
+    emoji: Emoji | None = None
+    try:
+        if emoji_name == "":
+            # Clearing: whatever code and type came with it.
+            emoji = NO_EMOJI
+        elif emoji_name is not None:
+            if emoji_code is None or reaction_type is None:
+                resolved = resolve_emoji(realm, emoji_name)
+                emoji_code = resolved.code if emoji_code is None else emoji_code
+                reaction_type = resolved.reaction_type if reaction_type is None else reaction_type
+            emoji = Emoji(emoji_name, emoji_code, reaction_type)
+            check_emoji(realm, emoji)
+        elif emoji_code or reaction_type:
+            raise ActionRefused(
+                "Client must pass emoji_name if they pass either emoji_code or reaction_type."
+            )
+    except EmojiError as exc:
+        raise ActionRefused(str(exc)) from None
+    if away and not realm.invisible_mode_allowed:
+        raise ActionRefused(INVISIBLE_MODE_NOT_ALLOWED)
+    end_time: datetime | None | Unset = UNSET
+    if isinstance(scheduled_end_time, int):
+        end_time = _check_end_time(member, scheduled_end_time, status_text, emoji, now)
+    elif scheduled_end_time is None:
+        end_time = None
+    do_update_user_status(
+        member,
+        acting_user=acting_user,
+        away=away,
+        status_text=status_text,
+        emoji=emoji,
+        scheduled_end_time=end_time,
+        now=now,
+    )
+
+
+def _check_end_time(
+    member: RealmMember,
+    timestamp: int,
+    status_text: str | None,
+    emoji: Emoji | None,
+    now: datetime,
+) -> datetime:
+    """The end time a request passes, if it ends a status that will be set."""
+    if timestamp <= now.timestamp():
+        raise ActionRefused("scheduled_end_time must be in the future")
+    if timestamp > MAX_END_TIMESTAMP:
+        raise ActionRefused("scheduled_end_time is too far in the future")
+    current = get_user_status(member.realm, member) or NO_STATUS
+    current = current.current(now)
+    text_after = current.status_text if status_text is None else status_text
+    emoji_after = current.emoji if emoji is None else emoji
+    if not (text_after or emoji_after.name):
+        raise ActionRefused("Client does not have any status set.")
+    return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+def do_update_user_status(
+    member: RealmMember,
+    *,
+    acting_user: AbstractBaseUser | None,
+    away: bool | None = None,
+    status_text: str | None = None,
+    emoji: Emoji | None = None,
+    scheduled_end_time: datetime | None | Unset = UNSET,
+    now: datetime | None = None,
+) -> None:
+    """Write ``member``'s status, unchecked: the fields passed (None, UNSET: unchanged; see
+    user_status.end_time_after for the end time), and ``away`` through invisible mode
+    (do_set_presence_enabled, in its own transactions, first). One user_status_changed, hence
+    one user_status event, per call, even if nothing changed, as Zulip; before it, the end of
+    a status whose end time had come and that no sweeper had ended yet."""
+    now = now or timezone.now()
+    if away is not None:
+        do_set_presence_enabled(member, not away, log_time=now)
+    with transaction.atomic():
+        row, _created = UserStatus.objects.select_for_update().get_or_create(
+            user_id=member.user_id, defaults={"realm_id": member.realm_id, "timestamp": now}
+        )
+        before = stored_status_of(row)
+        changes: list[StatusChange] = []
+        if before.ended(now):
+            changes.append(ending(before))
+            before = NO_STATUS
+        end_after = end_time_after(
+            before.scheduled_end_time,
+            passed=scheduled_end_time,
+            sets_status=status_text is not None or emoji is not None,
+        )
+        after = StoredStatus(
+            before.status_text if status_text is None else status_text,
+            before.emoji if emoji is None else emoji,
+            end_after,
+        )
+        _write_status_row(row, after, now)
+        changes.append(
+            StatusChange(
+                away=away,
+                status_text=status_text,
+                emoji=emoji,
+                end_time_changed=not isinstance(scheduled_end_time, Unset)
+                or end_after != before.scheduled_end_time,
+                scheduled_end_time=end_after,
+            )
+        )
+        _send_user_status_changes_on_commit(
+            [(member, after, change) for change in changes], acting_user=acting_user, now=now
+        )
+
+
+def _write_status_row(row: UserStatus, status: StoredStatus, now: datetime) -> None:
+    row.timestamp = now
+    row.status_text = status.status_text
+    row.emoji_name = status.emoji.name
+    row.emoji_code = status.emoji.code
+    row.reaction_type = status.emoji.reaction_type
+    row.scheduled_end_time = status.scheduled_end_time
+    row.save()
+
+
+def _send_user_status_changes_on_commit(
+    changes: list[tuple[RealmMember, StoredStatus, StatusChange]],
+    *,
+    acting_user: AbstractBaseUser | None,
+    now: datetime,
+) -> None:
+    """user_status_changed for each change, in order, after commit."""
+
+    def send() -> None:
+        sent_at = timezone.now()
+        for member, after, change in changes:
+            ended_at = change.ended_at
+            user_status_changed.send(
+                sender=UserStatus,
+                user=member.user,
+                member=member,
+                realm=member.realm,
+                status=format_user_status(
+                    after, presence_enabled=member.presence_enabled, now=now, for_owner=True
+                ),
+                changed={**change.public_fields(), **change.owner_fields()},
+                acting_user=None if ended_at is not None else acting_user,
+                ended=ended_at is not None,
+                late=ended_at is not None and is_late(ended_at, sent_at),
+            )
+
+    transaction.on_commit(send)
+
+
+# Statuses that end per sweep, oldest first; the rest, next sweep.
+USER_STATUS_BATCH_SIZE = 1000
+
+
+def do_clear_due_user_statuses(now: datetime) -> int:
+    """End the statuses whose end time has come by ``now``: text and emoji cleared, the end
+    time gone, and user_status_changed (hence the clearing user_status event) sent after
+    commit, each exactly once however many sweepers run: a row is cleared only if its end time
+    is still the one read (and, on PostgreSQL, rows another sweeper or a write holds are
+    skipped). Returns how many statuses it ended."""
+    with transaction.atomic(durable=True):
+        due = list(
+            UserStatus.objects.select_for_update(skip_locked=True)
+            .filter(scheduled_end_time__lte=now)
+            .order_by("scheduled_end_time")[:USER_STATUS_BATCH_SIZE]
+        )
+        ended: list[tuple[int, StoredStatus]] = []
+        for row in due:
+            claimed = UserStatus.objects.filter(
+                pk=row.pk, scheduled_end_time=row.scheduled_end_time
+            ).update(
+                timestamp=now,
+                status_text="",
+                emoji_name="",
+                emoji_code="",
+                reaction_type=NO_EMOJI.reaction_type,
+                scheduled_end_time=None,
+            )
+            if claimed:
+                ended.append((row.user_id, stored_status_of(row)))
+        if ended:
+            members = {
+                member.user_id: member
+                for member in RealmMember.objects.filter(
+                    user_id__in={user_id for user_id, _status in ended}
+                ).select_related("user", "realm")
+            }
+            _send_user_status_changes_on_commit(
+                [
+                    (members[user_id], NO_STATUS, ending(status))
+                    for user_id, status in ended
+                    if user_id in members
+                ],
+                acting_user=None,
+                now=now,
+            )
+    return len(ended)

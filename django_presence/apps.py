@@ -23,4 +23,6 @@ class PresenceConfig(AppConfig):
                 "presence status transitions", actions.do_announce_due_status_transitions
             )
         )
+        # Statuses that end at their scheduled end time (docs/status.md), by the same sweeper.
+        timers.register(timers.FunctionWork("user status ends", actions.do_clear_due_user_statuses))
         timers.connect()

@@ -36,7 +36,7 @@ def _choice_error(choices: tuple[str, ...]) -> dict[str, str]:
 
 class DirectoryFilterSet(django_filters.FilterSet):  # type: ignore[misc]  # untyped package
     """Filters a realm's members: ``status`` (active, idle, offline, never), ``search`` (part of
-    the name or email, any case) and ``role`` (Zulip's integer role, e.g. 400).
+    the name, email or status text, any case) and ``role`` (Zulip's integer role, e.g. 400).
 
     ``now`` is the moment statuses are computed at; ``presence_hidden`` (the realm has presence
     disabled) makes every member "never", as the listing shows them."""
@@ -51,7 +51,7 @@ class DirectoryFilterSet(django_filters.FilterSet):  # type: ignore[misc]  # unt
         method="filter_search",
         max_length=MAX_SEARCH_LENGTH,
         error_messages={"max_length": "at most %(limit_value)d characters are allowed"},
-        help_text="Only members whose email or name contains this text, in any case.",
+        help_text="Only members whose email, name or status text contains this text, in any case.",
     )
     role = django_filters.ChoiceFilter(
         choices=RealmMember.Role.choices,
@@ -99,4 +99,4 @@ class DirectoryFilterSet(django_filters.FilterSet):  # type: ignore[misc]  # unt
     def filter_search(
         self, queryset: QuerySet[RealmMember], name: str, value: str
     ) -> QuerySet[RealmMember]:
-        return search_members(queryset, value)
+        return search_members(queryset, value, now=self.now)

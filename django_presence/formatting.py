@@ -47,11 +47,13 @@ def legacy_entry(status: str, timestamp: int) -> LegacyEntry:
 
 def format_single_user_entry(
     last_active: datetime, last_connected: datetime, *, now: datetime, activity_offset_secs: int
-) -> LegacyEntry:
-    """The reduced legacy entry of GET users/<id>/presence: no client or pushable keys, and the
-    aggregated status of status.aggregated_status."""
+) -> dict[str, Any]:
+    """The entry of GET users/<id>/presence as Zulip 12.0 (feature level 497) answers it: the
+    modern ``active_timestamp`` and ``idle_timestamp`` beside the reduced legacy entry (no
+    client or pushable keys, and the aggregated status of status.aggregated_status)."""
     status, timestamp = legacy_status(last_active, last_connected, activity_offset_secs)
     return {
-        LEGACY_CLIENT_NAME: {"status": status, "timestamp": timestamp},
+        **format_modern_entry(last_active, last_connected),
         "aggregated": {"status": aggregated_status(status, timestamp, now), "timestamp": timestamp},
+        LEGACY_CLIENT_NAME: {"status": status, "timestamp": timestamp},
     }

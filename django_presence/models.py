@@ -47,6 +47,9 @@ class Realm(models.Model):
     presence_disabled = models.BooleanField(_("presence disabled"), default=False)
     # A deactivated realm refuses every API request (REALM_DEACTIVATED).
     deactivated = models.BooleanField(_("deactivated"), default=False)
+    # Whether members may turn invisible mode on (presence_enabled=False); set it through
+    # actions.do_set_realm_invisible_mode_allowed, which makes invisible members visible again.
+    invisible_mode_allowed = models.BooleanField(_("invisible mode allowed"), default=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -220,3 +223,84 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class RealmEmoji(models.Model):
+    """A realm's custom emoji, which statuses name with reaction type ``realm_emoji`` and code
+    ``str(id)``, as Zulip's. Deactivated, never deleted: statuses may still name it."""
+
+    realm = models.ForeignKey(
+        Realm, on_delete=models.CASCADE, related_name="custom_emoji", verbose_name=_("realm")
+    )
+    name = models.CharField(_("name"), max_length=60)
+    # Where pages that show a status find the picture; none: they show ``:name:``.
+    image_url = models.URLField(_("image URL"), blank=True)
+    deactivated = models.BooleanField(_("deactivated"), default=False)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("custom emoji")
+        verbose_name_plural = _("custom emoji")
+        ordering = ("realm", "name")
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            # One active emoji per name in a realm, as Zulip.
+            models.UniqueConstraint(
+                fields=["realm", "name"],
+                condition=models.Q(deactivated=False),
+                name="presence_realm_emoji_name_uniq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f":{self.name}: ({self.realm_id})"
+
+
+class UserStatus(models.Model):
+    """A user's status, as Zulip's UserStatus: a text, an emoji, and (beyond Zulip) the moment
+    it ends. One row per user, made by the first status write. ``away`` is not stored: it is
+    invisible mode, RealmMember.presence_enabled."""
+
+    class ReactionType(models.TextChoices):
+        UNICODE_EMOJI = "unicode_emoji", _("Unicode emoji")
+        REALM_EMOJI = "realm_emoji", _("custom emoji")
+        ZULIP_EXTRA_EMOJI = "zulip_extra_emoji", _("Zulip extra emoji")
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="presence_user_status",
+        verbose_name=_("user"),
+    )
+    # Copied from the membership, so that realm reads filter by it first.
+    realm = models.ForeignKey(Realm, on_delete=models.CASCADE, verbose_name=_("realm"))
+    # The last write; never shown by the API.
+    timestamp = models.DateTimeField(_("timestamp"), default=timezone.now)
+    # The API takes at most 60 characters; the column is Zulip's.
+    status_text = models.CharField(_("status text"), max_length=255, blank=True, default="")
+    emoji_name = models.TextField(_("emoji name"), blank=True, default="")
+    emoji_code = models.TextField(_("emoji code"), blank=True, default="")
+    reaction_type = models.CharField(
+        _("reaction type"),
+        max_length=30,
+        choices=ReactionType.choices,
+        default=ReactionType.UNICODE_EMOJI,
+    )
+    # When the status clears itself (an extension: Zulip's scheduled_end_time proposal); NULL
+    # for a status that does not end. The timers' sweeper clears it (actions).
+    scheduled_end_time = models.DateTimeField(_("scheduled end time"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("user status")
+        verbose_name_plural = _("user statuses")
+        indexes: ClassVar[list[models.Index]] = [
+            # Across realms on purpose, as presence_status_due_idx: the sweeper asks which
+            # statuses are due, in any realm; only statuses with an end time are in it.
+            models.Index(
+                fields=["scheduled_end_time"],
+                name="presence_user_status_end_idx",
+                condition=models.Q(scheduled_end_time__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"status of user {self.user_id}"

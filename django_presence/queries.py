@@ -30,11 +30,21 @@ from .formatting import legacy_entry, modern_entry_at
 from .models import (
     PresenceSequence,
     Realm,
+    RealmEmoji,
     RealmMember,
     UserPresence,
+    UserStatus,
     user_model_has_field,
 )
 from .status import STATUSES, legacy_status_at, presence_status_q
+from .user_status import (
+    UNICODE_EMOJI,
+    Emoji,
+    StoredStatus,
+    UserStatusDict,
+    format_user_status,
+    shows_in_register,
+)
 
 T = TypeVar("T")
 
@@ -470,7 +480,11 @@ def directory_members(
     realm read), only those of ``user_ids`` when given, each with its user and presence row
     joined in, ordered by the name the listing shows (where the user model has name fields),
     then email, so that pages are stable."""
-    members = active_members(realm).filter(is_bot=False).select_related("user__presence")
+    members = (
+        active_members(realm)
+        .filter(is_bot=False)
+        .select_related("user__presence", "user__presence_user_status")
+    )
     allowed = accessible_user_ids(viewer)
     if allowed is not None:
         members = members.filter(user_id__in=allowed)
@@ -503,11 +517,127 @@ def _full_name_expression() -> Concat:
     return Concat("user__first_name", Value(" "), "user__last_name")
 
 
-def search_members(members: QuerySet[RealmMember], text: str) -> QuerySet[RealmMember]:
-    """The members whose email or "first last" name (where the user model has name fields)
-    contains ``text``, ignoring case."""
-    match = Q(**{f"user__{_user_email_field()}__icontains": text})
+def search_members(
+    members: QuerySet[RealmMember], text: str, *, now: datetime
+) -> QuerySet[RealmMember]:
+    """The members whose email, "first last" name (where the user model has name fields) or
+    status text at ``now`` contains ``text``, ignoring case."""
+    match = Q(**{f"user__{_user_email_field()}__icontains": text}) | (
+        Q(user__presence_user_status__status_text__icontains=text)
+        & _status_not_ended(now, path="user__presence_user_status__")
+    )
     if user_model_has_field("first_name") and user_model_has_field("last_name"):
         members = members.alias(directory_full_name=_full_name_expression())
         match |= Q(directory_full_name__icontains=text)
     return members.filter(match)
+
+
+# User statuses -----------------------------------------------------------------------------
+
+
+def _status_not_ended(now: datetime, *, path: str = "") -> Q:
+    """Statuses whose end time (if any) has not come at ``now``."""
+    return Q(**{f"{path}scheduled_end_time__isnull": True}) | Q(
+        **{f"{path}scheduled_end_time__gt": now}
+    )
+
+
+def get_member_by_id(realm: Realm, user_id: int) -> RealmMember | None:
+    """The member of ``realm`` with this user id, active or not (callers tell the two apart,
+    as Zulip's access_user_by_id does); None for other realms' users and unknown ids."""
+    members = RealmMember.objects.filter(realm_id=realm.pk).select_related("user", "realm")
+    # Through the user's pk, as get_member_by_id_or_email: an id out of the column's range
+    # finds nobody.
+    return members.filter(user__pk=user_id).first()
+
+
+def member_is_deactivated(member: RealmMember) -> bool:
+    """A deactivated membership, or a user the user model says is inactive."""
+    return not member.is_active or not getattr(member.user, "is_active", True)
+
+
+def _stored_status(
+    status_text: str,
+    emoji_name: str,
+    emoji_code: str,
+    reaction_type: str,
+    scheduled_end_time: datetime | None,
+) -> StoredStatus:
+    return StoredStatus(
+        status_text, Emoji(emoji_name, emoji_code, reaction_type), scheduled_end_time
+    )
+
+
+_STATUS_COLUMNS = (
+    "status_text",
+    "emoji_name",
+    "emoji_code",
+    "reaction_type",
+    "scheduled_end_time",
+)
+
+
+def stored_status_of(row: UserStatus) -> StoredStatus:
+    return _stored_status(*(getattr(row, column) for column in _STATUS_COLUMNS))
+
+
+def get_user_status(realm: Realm, member: RealmMember) -> StoredStatus | None:
+    """The member's stored status (ended or not: see StoredStatus.current), None when they
+    have never set one."""
+    row = (
+        UserStatus.objects.filter(realm_id=realm.pk, user_id=member.user_id)
+        .values_list(*_STATUS_COLUMNS)
+        .first()
+    )
+    return None if row is None else _stored_status(*row)
+
+
+def get_user_status_dict(
+    realm: Realm, viewer: RealmMember, *, now: datetime
+) -> dict[str, UserStatusDict]:
+    """register's ``user_status``: the status of every active member of ``realm`` that
+    ``viewer`` may see and that has something to show (a current text or emoji, or invisible
+    mode), keyed by str(user_id); the end time in the viewer's own entry only. One query."""
+    rows = UserStatus.objects.filter(
+        realm_id=realm.pk,
+        user__presence_membership__realm_id=realm.pk,
+        user__presence_membership__is_active=True,
+    )
+    if user_model_has_field("is_active"):
+        rows = rows.filter(user__is_active=True)
+    allowed = accessible_user_ids(viewer)
+    if allowed is not None:
+        rows = rows.filter(user_id__in=allowed)
+    # Most rows of a realm are cleared statuses of visible members: left out in the database.
+    has_something = ~Q(status_text="") | ~Q(emoji_name="") | ~Q(reaction_type=UNICODE_EMOJI)
+    rows = rows.filter(
+        Q(user__presence_membership__presence_enabled=False)
+        | (has_something & _status_not_ended(now))
+    )
+    statuses: dict[str, UserStatusDict] = {}
+    for user_id, presence_enabled, *columns in rows.order_by("user_id").values_list(
+        "user_id", "user__presence_membership__presence_enabled", *_STATUS_COLUMNS
+    ):
+        status = _stored_status(*columns)
+        if shows_in_register(status, presence_enabled=presence_enabled, now=now):
+            statuses[str(user_id)] = format_user_status(
+                status,
+                presence_enabled=presence_enabled,
+                now=now,
+                for_owner=user_id == viewer.user_id,
+            )
+    return statuses
+
+
+def get_active_realm_emoji(realm: Realm, name: str) -> RealmEmoji | None:
+    """The realm's active custom emoji of that name."""
+    if "\x00" in name:
+        return None  # no name holds NUL, and PostgreSQL refuses it in a query
+    return RealmEmoji.objects.filter(realm_id=realm.pk, name=name, deactivated=False).first()
+
+
+def get_realm_emoji_by_code(realm: Realm, code: str) -> RealmEmoji | None:
+    """The realm's custom emoji (deactivated or not) whose code (its id) is ``code``."""
+    if not (code.isascii() and code.isdigit()) or len(code) > 18:
+        return None  # no id is written otherwise, nor so large
+    return RealmEmoji.objects.filter(realm_id=realm.pk, pk=int(code)).first()

@@ -16,6 +16,7 @@ from rest_framework import serializers
 
 from .exceptions import ZulipError
 from .status import REPORTED_STATUSES
+from .user_status import STATUS_TEXT_MAX_LENGTH
 
 # Zulip decodes parameters with pydantic's JSON parser, which refuses a non-empty array or object
 # nested deeper than this; the standard library's recursive parser would instead overflow the
@@ -238,3 +239,63 @@ class UpdateSettingsParams(ZulipParamsSerializer):
     """PATCH settings: only presence_enabled is supported by this app."""
 
     presence_enabled = JsonBooleanField(required=False)
+
+
+class StatusTextField(RawStringField):
+    """``status_text``: surrounding white space stripped, then at most 60 code points."""
+
+    def to_internal_value(self, data: Any) -> str:
+        text = str(super().to_internal_value(data)).strip()
+        if len(text) > STATUS_TEXT_MAX_LENGTH:
+            raise serializers.ValidationError(
+                f"{self.field_name} is too long (limit: {STATUS_TEXT_MAX_LENGTH} characters)"
+            )
+        if "\x00" in text:
+            # Stored, and PostgreSQL refuses NUL in text.
+            raise serializers.ValidationError(f"{self.field_name} contains NULL (0x00) characters.")
+        return text
+
+
+class JsonNullableIntegerField(JsonIntegerField):
+    """A JSON integer, or JSON null (None)."""
+
+    def to_internal_value(self, data: Any) -> int | None:
+        try:
+            if decode_json(data) is None:
+                return None
+        except ValueError:
+            pass  # the integer field's own error
+        value: int = super().to_internal_value(data)
+        return value
+
+
+class UpdateStatusForUserParams(ZulipParamsSerializer):
+    """POST users/<user_id>/status (administrators): Zulip's parameters in Zulip's order, and
+    scheduled_end_time (an extension, docs/status.md). ``away`` is not one of them (Zulip
+    12.0, feature level 473): it is reported as ignored."""
+
+    emoji_code = RawStringField(required=False)
+    emoji_name = RawStringField(required=False)
+    reaction_type = RawStringField(required=False)
+    scheduled_end_time = JsonNullableIntegerField(required=False)
+    status_text = StatusTextField(required=False)
+
+
+class UpdateStatusParams(ZulipParamsSerializer):
+    """POST users/me/status."""
+
+    away = JsonBooleanField(required=False)
+    emoji_code = RawStringField(required=False)
+    emoji_name = RawStringField(required=False)
+    reaction_type = RawStringField(required=False)
+    scheduled_end_time = JsonNullableIntegerField(required=False)
+    status_text = StatusTextField(required=False)
+
+
+class UnreadParams(ZulipParamsSerializer):
+    """Endpoints that read no parameter at all, as Zulip views without typed parameters (GET
+    users/<user_id>/status): anything sent is ignored, and not reported."""
+
+    @classmethod
+    def parse(cls, params: Mapping[str, object]) -> Params:
+        return Params({}, [])

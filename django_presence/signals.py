@@ -48,3 +48,28 @@ presence_enabled_changed = Signal()
 # late:        True when sent more than 2 s after ``at`` (no sweeper ran then, e.g. the server
 #              was down)
 presence_status_changed = Signal()
+
+# Sent for every change of a member's status (text, emoji, end time, and ``away``, the legacy
+# alias of invisible mode, when a status write passes it): each POST users/me/status and POST
+# users/<user_id>/status, each status change made in the admin or by code through the actions,
+# and the end of a status at its scheduled end time (once, whatever the number of server
+# processes; the timers' sweeper sends it within a second or so of that time).
+#
+# sender:      UserStatus
+# user:        the host's user instance whose status changed
+# member:      their RealmMember
+# realm:       the Realm
+# status:      the status now, as its owner reads it (GET users/<user_id>/status): a dict with
+#              away, status_text, emoji_name, emoji_code, reaction_type and
+#              scheduled_end_time (int UNIX seconds), each only when set
+# changed:     the fields of the owner's user_status event (those the change passed, and
+#              scheduled_end_time, int or None, when the end time moved); everyone else's event
+#              has the same fields but scheduled_end_time, and none is sent to them when
+#              nothing else is left
+# acting_user: the host's user instance who made the change (the member, or an
+#              administrator), or None (the status ended at its end time, or code changed it
+#              without naming anyone)
+# ended:       True when the change is the status ending at its scheduled end time
+# late:        True when a status ended more than 2 s after its end time (no sweeper ran then,
+#              e.g. the server was down); always False for other changes
+user_status_changed = Signal()

@@ -20,6 +20,8 @@ urlpatterns = [
         views.UserPresenceView.as_view(),
         name="get-user-presence",
     ),
+    path("users/me/status", views.UpdateOwnStatusView.as_view(), name="update-status"),
+    path("users/<int:user_id>/status", views.UserStatusView.as_view(), name="user-status"),
     path("realm/presence", views.RealmPresenceView.as_view(), name="get-presence"),
     path("settings", views.SettingsView.as_view(), name="update-settings"),
     path("server_settings", views.ServerSettingsView.as_view(), name="get-server-settings"),

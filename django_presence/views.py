@@ -8,7 +8,8 @@ exceptions.py.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import transaction
@@ -24,32 +25,46 @@ from rest_framework.views import APIView
 
 from . import __version__
 from .access import can_access
-from .actions import do_set_presence_enabled, update_user_presence
+from .actions import (
+    ActionRefused,
+    check_set_presence_enabled,
+    check_update_user_status,
+    update_user_presence,
+)
 from .authentication import ZulipApiKeyAuthentication, ZulipSessionAuthentication
 from .conf import presence_settings
 from .exceptions import ZulipError, allow_header, zulip_exception_handler
 from .formatting import format_single_user_entry
+from .models import RealmMember
 from .permissions import IsActiveRealmMember, get_request_member
 from .queries import (
+    get_member_by_id,
     get_member_by_id_or_email,
     get_presence_for_user,
+    get_user_status,
     loaded_update_id,
+    member_is_deactivated,
     read_realm_presence,
 )
 from .renderers import OrjsonRenderer, presences_fragment
 from .serializers import (
     NoParams,
     Params,
+    UnreadParams,
     UpdatePresenceParams,
     UpdateSettingsParams,
+    UpdateStatusForUserParams,
+    UpdateStatusParams,
     ZulipParamsSerializer,
 )
 from .throttling import PresenceRateThrottle
+from .user_status import UNSET, format_user_status
 
-# The Zulip version this app reports, and the API feature level whose presence behaviour it
-# implements (419, Zulip 11.0: simplified_presence_events; 288 added history_limit_days).
-ZULIP_VERSION = f"11.0-django-presence-{__version__}"
-ZULIP_FEATURE_LEVEL = 419
+# The Zulip version this app reports, and the highest API feature level whose presence and
+# user-status behaviour it implements in full: 497 (Zulip 12.0), the single-user presence
+# answer with modern and legacy fields. docs/api.md lists what that covers.
+ZULIP_VERSION = f"12.0-django-presence-{__version__}"
+ZULIP_FEATURE_LEVEL = 497
 
 
 class AlwaysJSON(BaseContentNegotiation):
@@ -186,7 +201,7 @@ class UserPresenceView(PresenceAPIView):
             now=timezone.now(),
             activity_offset_secs=presence_settings.LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS,
         )
-        return self.success(params, {"presence": presence})
+        return self.success(params, {"server_timestamp": time.time(), "presence": presence})
 
 
 class RealmPresenceView(PresenceAPIView):
@@ -207,7 +222,81 @@ class SettingsView(PresenceAPIView):
         member = get_request_member(request)
         params = self.parse_params(request, UpdateSettingsParams)
         if "presence_enabled" in params:
-            do_set_presence_enabled(member, params["presence_enabled"])
+            with refusals_as_errors():
+                check_set_presence_enabled(member, params["presence_enabled"])
+        return self.success(params)
+
+
+@contextmanager
+def refusals_as_errors() -> Iterator[None]:
+    """An action's refusal (ActionRefused) answered as Zulip's 400, with its message."""
+    try:
+        yield
+    except ActionRefused as exc:
+        raise ZulipError(str(exc)) from None
+
+
+def _status_arguments(params: Params) -> dict[str, Any]:
+    """The status parameters a request passed, as check_update_user_status takes them."""
+    names = ("away", "status_text", "emoji_name", "emoji_code", "reaction_type")
+    arguments = {name: params[name] for name in names if name in params}
+    arguments["scheduled_end_time"] = params.get("scheduled_end_time", UNSET)
+    return arguments
+
+
+def _access_user_by_id(caller: RealmMember, user_id: int, *, for_admin: bool) -> RealmMember:
+    """Zulip's access_user_by_id for statuses: the member of the caller's realm with that user
+    id, in Zulip's order of refusals (no such user, a bot, deactivated; then, to read, the one
+    access rule, and to write, an administrator or owner caller)."""
+    target = get_member_by_id(caller.realm, user_id)
+    if target is None or target.is_bot:
+        raise ZulipError("No such user")
+    if member_is_deactivated(target):
+        raise ZulipError("User is deactivated")
+    if for_admin:
+        allowed = caller.role <= RealmMember.Role.ADMINISTRATOR
+    else:
+        allowed = can_access(caller, target)
+    if not allowed:
+        raise ZulipError("Insufficient permission")
+    return target
+
+
+class UpdateOwnStatusView(PresenceAPIView):
+    """POST users/me/status: change the caller's status (humans only)."""
+
+    def post(self, request: Request) -> Response:
+        member = get_request_member(request)
+        if member.is_bot:
+            raise ZulipError("This endpoint does not accept bot requests.")
+        params = self.parse_params(request, UpdateStatusParams)
+        with refusals_as_errors():
+            check_update_user_status(member, acting_user=member.user, **_status_arguments(params))
+        return self.success(params)
+
+
+class UserStatusView(PresenceAPIView):
+    """GET users/<user_id>/status: a user's status. POST: an administrator (or owner) changes
+    it; bots with those roles too (Zulip 12.0, feature level 473)."""
+
+    def get(self, request: Request, user_id: int) -> Response:
+        viewer = get_request_member(request)
+        params = self.parse_params(request, UnreadParams)
+        target = _access_user_by_id(viewer, user_id, for_admin=False)
+        status = format_user_status(
+            get_user_status(viewer.realm, target),
+            presence_enabled=target.presence_enabled,
+            now=timezone.now(),
+            for_owner=target.user_id == viewer.user_id,
+        )
+        return self.success(params, {"status": status})
+
+    def post(self, request: Request, user_id: int) -> Response:
+        caller = get_request_member(request)
+        params = self.parse_params(request, UpdateStatusForUserParams)
+        target = _access_user_by_id(caller, user_id, for_admin=True)
+        with refusals_as_errors():
+            check_update_user_status(target, acting_user=caller.user, **_status_arguments(params))
         return self.success(params)
 
 

@@ -588,9 +588,9 @@ def test_patch_settings_without_parameters(client):
 EXPECTED_SERVER_SETTINGS = {
     "result": "success",
     "msg": "",
-    "zulip_version": f"11.0-django-presence-{__version__}",
-    "zulip_feature_level": 419,
-    "zulip_merge_base": f"11.0-django-presence-{__version__}",
+    "zulip_version": f"12.0-django-presence-{__version__}",
+    "zulip_feature_level": 497,
+    "zulip_merge_base": f"12.0-django-presence-{__version__}",
     "push_notifications_enabled": False,
     "is_incompatible": False,
     "email_auth_enabled": False,

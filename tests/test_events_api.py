@@ -46,7 +46,7 @@ from .factories import RealmFactory
 
 pytestmark = pytest.mark.django_db
 
-ZULIP_VERSION = f"11.0-django-presence-{__version__}"
+ZULIP_VERSION = f"12.0-django-presence-{__version__}"
 WWW_AUTHENTICATE = 'Basic realm="zulip"'
 
 
@@ -116,7 +116,7 @@ def test_register_returns_zulips_fields_in_zulips_order(hamlet, othello, clients
         "result": "success",
         "msg": "",
         "zulip_version": ZULIP_VERSION,
-        "zulip_feature_level": 419,
+        "zulip_feature_level": 497,
         "zulip_merge_base": ZULIP_VERSION,
         "presences": {"othello@zulip.com": legacy_entry("active", ts(moment))},
         "presence_last_update_id": 1,

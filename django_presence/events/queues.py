@@ -20,14 +20,17 @@ from django_presence.exceptions import ZulipError
 from django_presence.formatting import LEGACY_CLIENT_NAME
 from django_presence.status import legacy_status
 
-# What the receiver of presence_changed writes to a realm's log: user_id, email,
-# server_timestamp and presence (the modern entry).
+# What the receivers write to a realm's log: for presence_changed user_id, email,
+# server_timestamp and presence (the modern entry); for user_status_changed type
+# ("user_status"), user_id and changed (the fields of the owner's event).
 LogEntry = dict[str, Any]
 Event = dict[str, Any]
 
 # The event types a queue can subscribe to, and those register can fetch the state of.
-SUBSCRIBABLE_EVENT_TYPES = frozenset({"presence", "heartbeat"})
-FETCHABLE_EVENT_TYPES = frozenset({"presence", "realm"})
+SUBSCRIBABLE_EVENT_TYPES = frozenset({"presence", "user_status", "heartbeat"})
+FETCHABLE_EVENT_TYPES = frozenset({"presence", "realm", "user_status"})
+# The one field of a user_status event that only the user's own queues get.
+OWNER_ONLY_STATUS_FIELDS = frozenset({"scheduled_end_time"})
 
 # The timeout the zulip package uses for GET events, sent to clients in register as Zulip's
 # event_queue_longpoll_timeout_seconds; a long poll must answer well before it.
@@ -80,6 +83,7 @@ class EventQueue:
     current_poll: int = 0
     poll_waiting: bool = False
     version: int = 0
+    wants_user_status: bool = False
 
     @classmethod
     def new(
@@ -91,6 +95,7 @@ class EventQueue:
         slim_presence: bool,
         simplified_presence_events: bool,
         events_lost: int = 0,
+        wants_user_status: bool = False,
     ) -> EventQueue:
         return cls(
             queue_id=str(uuid.uuid4()),
@@ -101,6 +106,7 @@ class EventQueue:
             simplified_presence_events=simplified_presence_events,
             last_connected=now(),
             events_lost=events_lost,
+            wants_user_status=wants_user_status,
         )
 
     def to_json(self) -> str:
@@ -149,11 +155,15 @@ class EventQueue:
         subjects the owner may not see (``None``: sees everyone), and move the cursor."""
         for position, entry in entries:
             self.read_pos = position
-            if not self.wants_presence:
+            is_status = entry.get("type") == "user_status"
+            if not (self.wants_user_status if is_status else self.wants_presence):
                 continue
             if visible_user_ids is not None and entry["user_id"] not in visible_user_ids:
                 continue
-            self.events.append(self._presence_event(entry, activity_offset_secs))
+            if not is_status:
+                self.events.append(self._presence_event(entry, activity_offset_secs))
+            elif (event := self._user_status_event(entry)) is not None:
+                self.events.append(event)
 
     def add_heartbeat(self) -> None:
         """Zulip's answer to a long poll that saw nothing: an event of its own, with an id."""
@@ -163,6 +173,18 @@ class EventQueue:
         event_id = self.next_event_id
         self.next_event_id += 1
         return event_id
+
+    def _user_status_event(self, entry: LogEntry) -> Event | None:
+        """Zulip's user_status event; the end time only in the user's own queues, and no event
+        for the others when the change moved nothing else."""
+        changed: dict[str, Any] = entry["changed"]
+        if entry["user_id"] != self.user_id:
+            changed = {k: v for k, v in changed.items() if k not in OWNER_ONLY_STATUS_FIELDS}
+            if not changed:
+                return None
+        event: Event = {"type": "user_status", "user_id": entry["user_id"], **changed}
+        event["id"] = self._take_event_id()
+        return event
 
     def _presence_event(self, entry: LogEntry, activity_offset_secs: int) -> Event:
         """The three shapes of Zulip's presence event: modern for queues that declared

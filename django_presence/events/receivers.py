@@ -1,5 +1,5 @@
-"""Feeds presence_changed into the realm logs of the event queues. Connected in
-``PresenceConfig.ready()``."""
+"""Feeds presence_changed and user_status_changed into the realm logs of the event queues.
+Connected in ``PresenceConfig.ready()``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 from django_presence.actions import do_record_lost_presence_event
 from django_presence.conf import presence_settings
-from django_presence.models import RealmMember, UserPresence
+from django_presence.models import RealmMember, UserPresence, UserStatus
 from django_presence.queries import count_event_recipients
-from django_presence.signals import presence_changed
+from django_presence.signals import presence_changed, user_status_changed
 
 from .backends import get_event_backend
 from .queues import LogEntry
@@ -18,6 +18,7 @@ from .queues import LogEntry
 logger = logging.getLogger(__name__)
 
 DISPATCH_UID = "django_presence.events.publish_presence_change"
+USER_STATUS_DISPATCH_UID = "django_presence.events.publish_user_status_change"
 
 
 def publish_presence_change(
@@ -49,6 +50,25 @@ def publish_presence_change(
         _record_lost_event(member)
 
 
+def publish_user_status_change(
+    sender: type[UserStatus], *, member: RealmMember, changed: dict[str, Any], **kwargs: Any
+) -> None:
+    """Append a status change to its realm's log, once, whatever the realm's size (Zulip sends
+    user_status events to every member who may see the user); queues.py shapes each queue's
+    event, the end time for the owner's only."""
+    _publish(member, {"type": "user_status", "user_id": member.user_id, "changed": changed})
+
+
+def _publish(member: RealmMember, entry: LogEntry) -> None:
+    try:
+        get_event_backend().publish(member.realm_id, entry)
+    except Exception:
+        # As for presence: the write has committed, and the realm's queues must not miss the
+        # change silently.
+        logger.exception("Could not publish the %s event of user %s", entry["type"], member.user_id)
+        _record_lost_event(member)
+
+
 def _too_many_recipients(member: RealmMember) -> bool:
     limit = presence_settings.USER_LIMIT_FOR_EVENTS
     if limit is None:
@@ -68,4 +88,7 @@ def _record_lost_event(member: RealmMember) -> None:
 def connect() -> None:
     presence_changed.connect(
         publish_presence_change, sender=UserPresence, dispatch_uid=DISPATCH_UID
+    )
+    user_status_changed.connect(
+        publish_user_status_change, sender=UserStatus, dispatch_uid=USER_STATUS_DISPATCH_UID
     )

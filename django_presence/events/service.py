@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.utils import timezone
 
 from django_presence.access import accessible_user_ids, visible_subjects
 from django_presence.conf import presence_settings
@@ -22,6 +23,7 @@ from django_presence.exceptions import ZulipError
 from django_presence.models import RealmMember
 from django_presence.queries import (
     get_presence_dict_by_realm,
+    get_user_status_dict,
     loaded_lost_event_count,
     lost_event_count,
 )
@@ -65,6 +67,7 @@ def register_event_queue(
         slim_presence=slim_presence,
         simplified_presence_events=simplified_presence_events,
         events_lost=lost_event_count(member.realm),
+        wants_user_status=event_types is None or "user_status" in event_types,
     )
     get_event_backend().create_queue(queue)
 
@@ -86,6 +89,8 @@ def register_event_queue(
             presence_settings.OFFLINE_THRESHOLD_SECS
         )
         state["event_queue_longpoll_timeout_seconds"] = CLIENT_LONGPOLL_TIMEOUT_SECS
+    if "user_status" in fetch_event_types:
+        state["user_status"] = get_user_status_dict(realm, member, now=timezone.now())
     return queue.queue_id, state
 
 
