@@ -34,7 +34,13 @@ from rest_framework import serializers
 from .directory import MAX_USER_IDS, DirectoryParams
 from .filters import DIRECTORY_STATUSES, DirectoryFilterSet
 from .models import RealmMember
-from .serializers import UpdatePresenceParams, UpdateSettingsParams
+from .serializers import (
+    UpdatePresenceParams,
+    UpdateSettingsParams,
+    UpdateStatusForUserParams,
+    UpdateStatusParams,
+)
+from .user_status import REACTION_TYPES
 
 
 class UpdatePresenceRequest(UpdatePresenceParams):
@@ -243,19 +249,28 @@ class UserPresenceSchema(OpenApiViewExtension):
     target_class = "django_presence.views.UserPresenceView"
 
     def view_replacement(self) -> type[Any]:
-        presence = {
-            "type": "object",
-            "description": "Per client name, and 'aggregated'.",
-            "additionalProperties": _object(
-                {"status": LEGACY_STATUS, "timestamp": TIMESTAMP}, ("status", "timestamp")
-            ),
-        }
+        legacy = _object({"status": LEGACY_STATUS, "timestamp": TIMESTAMP}, ("status", "timestamp"))
+        presence = _object(
+            {
+                "active_timestamp": TIMESTAMP,
+                "idle_timestamp": TIMESTAMP,
+                "aggregated": legacy,
+                "website": legacy,
+            },
+            ("active_timestamp", "idle_timestamp", "aggregated", "website"),
+        )
         get = extend_schema(
             operation_id="get-user-presence",
             summary="One user's presence, by user id or email",
+            description="Zulip 12.0 (feature level 497): the modern timestamps beside the "
+            "legacy entries.",
             request=None,
             responses=_responses(
-                _success({"presence": presence}, ("presence",)), AUTHENTICATED_ERRORS
+                _success(
+                    {"server_timestamp": SERVER_TIMESTAMP, "presence": presence},
+                    ("server_timestamp", "presence"),
+                ),
+                AUTHENTICATED_ERRORS,
             ),
         )
         return _with_schema(self.target, get=get)
@@ -289,6 +304,57 @@ class SettingsSchema(OpenApiViewExtension):
             responses=_responses(_success(), BODY_ERRORS),
         )
         return _with_schema(self.target, patch=patch)
+
+
+USER_STATUS = _object(
+    {
+        "away": {"type": "boolean", "enum": [True], "description": "Invisible mode."},
+        "status_text": {"type": "string"},
+        "emoji_name": {"type": "string"},
+        "emoji_code": {"type": "string"},
+        "reaction_type": {"type": "string", "enum": list(REACTION_TYPES)},
+        "scheduled_end_time": {
+            **TIMESTAMP,
+            "description": "When the status ends, UNIX seconds; to its owner only (an extension).",
+        },
+    }
+)
+
+
+class UpdateOwnStatusSchema(OpenApiViewExtension):
+    target_class = "django_presence.views.UpdateOwnStatusView"
+
+    def view_replacement(self) -> type[Any]:
+        post = extend_schema(
+            operation_id="update-status",
+            summary="Change the caller's status",
+            description="Only the parameters passed change. scheduled_end_time is an "
+            "extension (docs/status.md).",
+            request={FORM_MEDIA_TYPE: UpdateStatusParams},
+            responses=_responses(_success(), BODY_ERRORS),
+        )
+        return _with_schema(self.target, post=post)
+
+
+class UserStatusSchema(OpenApiViewExtension):
+    target_class = "django_presence.views.UserStatusView"
+
+    def view_replacement(self) -> type[Any]:
+        get = extend_schema(
+            operation_id="get-user-status",
+            summary="A user's status",
+            request=None,
+            responses=_responses(
+                _success({"status": USER_STATUS}, ("status",)), AUTHENTICATED_ERRORS
+            ),
+        )
+        post = extend_schema(
+            operation_id="update-status-for-user",
+            summary="Change a user's status (organization administrators)",
+            request={FORM_MEDIA_TYPE: UpdateStatusForUserParams},
+            responses=_responses(_success(), BODY_ERRORS),
+        )
+        return _with_schema(self.target, get=get, post=post)
 
 
 class ServerSettingsSchema(OpenApiViewExtension):
@@ -345,6 +411,11 @@ class RegisterQueueSchema(OpenApiViewExtension):
                 "server_presence_ping_interval_seconds": integer,
                 "server_presence_offline_threshold_seconds": integer,
                 "event_queue_longpoll_timeout_seconds": integer,
+                "user_status": {
+                    "type": "object",
+                    "description": "By user id: the statuses with something to show.",
+                    "additionalProperties": USER_STATUS,
+                },
             },
             ("queue_id", "last_event_id"),
         )
@@ -448,6 +519,24 @@ PRESENCE_EVENT = _object(
     },
     ("type", "id"),
 )
+USER_STATUS_EVENT = _object(
+    {
+        "type": {"type": "string", "enum": ["user_status"]},
+        "id": {"type": "integer"},
+        "user_id": {"type": "integer"},
+        "away": {"type": "boolean"},
+        "status_text": {"type": "string"},
+        "emoji_name": {"type": "string"},
+        "emoji_code": {"type": "string"},
+        "reaction_type": {"type": "string", "enum": list(REACTION_TYPES)},
+        "scheduled_end_time": {
+            **TIMESTAMP,
+            "nullable": True,
+            "description": "To the user's own queues only, when the end time moved (an extension).",
+        },
+    },
+    ("type", "id", "user_id"),
+)
 
 
 def _form_parameter(name: str, schema: Schema, description: str, *, required: bool) -> Schema:
@@ -473,7 +562,10 @@ def _events_operations() -> Schema:
     queue_id = {"type": "string"}
     get_success = _success(
         {
-            "events": {"type": "array", "items": {"oneOf": [HEARTBEAT_EVENT, PRESENCE_EVENT]}},
+            "events": {
+                "type": "array",
+                "items": {"oneOf": [HEARTBEAT_EVENT, PRESENCE_EVENT, USER_STATUS_EVENT]},
+            },
             "queue_id": queue_id,
         },
         ("events",),

@@ -145,7 +145,13 @@ def test_shared_email_resolves_within_the_callers_realm(realms):
         with frozen_now(realms.now):
             body = success(realms.client(viewer).get(user_presence_url(SHARED_EMAIL)))
         entry = {"status": "active", "timestamp": ts(realms.now) - seconds_ago}
-        assert body["presence"] == {"website": entry, "aggregated": entry}
+        stamp = ts(realms.now) - seconds_ago
+        assert body["presence"] == {
+            "active_timestamp": stamp,
+            "idle_timestamp": stamp,
+            "website": entry,
+            "aggregated": entry,
+        }
 
 
 def test_other_realms_users_look_nonexistent(realms):

@@ -388,8 +388,10 @@ def test_null_timestamps_handling(org):
 
     body = success(org.get(hamlet, user_presence_url(othello.email)))
     assert body["presence"] == {
-        "website": {"status": "active", "timestamp": ts(joined)},
+        "active_timestamp": ts(joined),
+        "idle_timestamp": ts(joined),
         "aggregated": {"status": "offline", "timestamp": ts(joined)},
+        "website": {"status": "active", "timestamp": ts(joined)},
     }
     assert success(org.get(hamlet, REALM_PRESENCE_URL))["presences"] == {}
 
@@ -486,14 +488,17 @@ def test_single_user_get(org, settings, make_member, api_client_for):
     settings.PRESENCE_LIMIT_TO_ACCESSIBLE_USERS = True
     assert_error(get(polonius, othello.email), "Insufficient permission")
     settings.PRESENCE_LIMIT_TO_ACCESSIBLE_USERS = False
+    # Zulip 12.0 (feature level 497): the modern timestamps beside the legacy entries.
     expected = {
-        "website": {"status": "active", "timestamp": ts(now)},
+        "active_timestamp": ts(now),
+        "idle_timestamp": ts(now),
         "aggregated": {"status": "active", "timestamp": ts(now)},
+        "website": {"status": "active", "timestamp": ts(now)},
     }
     assert success(get(polonius, othello.email))["presence"] == expected
 
     for user_id_or_email in (othello.email, othello.user_id):
-        body = success(get(hamlet, user_id_or_email))
+        body = without_server_timestamp(success(get(hamlet, user_id_or_email)))
         assert body == {"result": "success", "msg": "", "presence": expected}
 
 
@@ -548,7 +553,9 @@ def assert_single_user_aggregate(org: ZulipOrg, status: str) -> None:
     with frozen_now(now):
         body = success(org.get(org.othello, user_presence_url(org.hamlet.email)))
     entry = {"status": status, "timestamp": ts(now - timedelta(seconds=5))}
-    assert body["presence"] == {"website": entry, "aggregated": entry}
+    legacy = {key: body["presence"][key] for key in ("website", "aggregated")}
+    assert legacy == {"website": entry, "aggregated": entry}
+    assert body["presence"]["idle_timestamp"] == ts(now - timedelta(seconds=5))
 
 
 def test_aggregated_presence_active(org):

@@ -39,6 +39,8 @@ OPERATIONS = {
     "/api/v1/settings": {"patch": "update-settings"},
     "/api/v1/users/{user_id_or_email}/presence": {"get": "get-user-presence"},
     "/api/v1/users/me/presence": {"post": "update-presence"},
+    "/api/v1/users/me/status": {"post": "update-status"},
+    "/api/v1/users/{user_id}/status": {"get": "get-user-status", "post": "update-status-for-user"},
     "/api/v1/events": {"get": "get-events", "delete": "delete-queue"},
     "/api/v1/directory/members": {"get": "get-directory-members"},
 }
@@ -130,7 +132,7 @@ def test_schema_events_operations(schema):
         shape["properties"]["type"]["enum"]
         for shape in success["properties"]["events"]["items"]["oneOf"]
     ]
-    assert event_types == [["heartbeat"], ["presence"]]
+    assert event_types == [["heartbeat"], ["presence"], ["user_status"]]
     delete = schema["paths"]["/api/v1/events"]["delete"]
     assert [p["name"] for p in delete["parameters"]] == ["queue_id"]
 
