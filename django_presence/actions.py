@@ -1026,10 +1026,10 @@ def _send_user_status_changes_on_commit(
     acting_user: AbstractBaseUser | None,
     now: datetime,
 ) -> None:
-    """user_status_changed for each change, in order, after commit."""
+    """user_status_changed for each change, in order, after commit; an end is late when
+    ``now`` (the moment the action ran at) is more than 2 s past its end time."""
 
     def send() -> None:
-        sent_at = timezone.now()
         for member, after, change in changes:
             ended_at = change.ended_at
             user_status_changed.send(
@@ -1043,7 +1043,7 @@ def _send_user_status_changes_on_commit(
                 changed={**change.public_fields(), **change.owner_fields()},
                 acting_user=None if ended_at is not None else acting_user,
                 ended=ended_at is not None,
-                late=ended_at is not None and is_late(ended_at, sent_at),
+                late=ended_at is not None and is_late(ended_at, now),
             )
 
     transaction.on_commit(send)
