@@ -53,6 +53,7 @@ from .user_status import (
     MAX_END_TIMESTAMP,
     NO_EMOJI,
     NO_STATUS,
+    STATUS_TEXT_MAX_LENGTH,
     UNSET,
     Emoji,
     StatusChange,
@@ -877,26 +878,37 @@ def do_set_realm_emoji_deactivated(emoji: RealmEmoji, deactivated: bool) -> None
 # User statuses -------------------------------------------------------------------------------
 
 
-def check_update_user_status(
+@dataclass(frozen=True)
+class StatusWrite:
+    """A checked status change, as do_update_user_status takes it."""
+
+    away: bool | None
+    status_text: str | None
+    emoji: Emoji | None
+    scheduled_end_time: datetime | None | Unset
+
+
+def check_user_status_change(
     member: RealmMember,
     *,
-    acting_user: AbstractBaseUser | None,
     away: bool | None = None,
     status_text: str | None = None,
     emoji_name: str | None = None,
     emoji_code: str | None = None,
     reaction_type: str | None = None,
     scheduled_end_time: int | None | Unset = UNSET,
-    now: datetime | None = None,
-) -> None:
-    """Change ``member``'s status as POST users/me/status asks (None, UNSET: not passed),
-    after Zulip's checks in Zulip's order, then the policy's and the end time's; the first
-    failure is an ActionRefused with Zulip's message. ``scheduled_end_time`` is UNIX seconds
-    (None removes the end time)."""
-    now = now or timezone.now()
+    now: datetime,
+) -> StatusWrite:
+    """Zulip's checks of a status change in Zulip's order, then the policy's and the end
+    time's; the first failure is an ActionRefused with Zulip's message. Writes nothing."""
     realm = member.realm
     if status_text is not None:
         status_text = status_text.strip()
+        # The API's parameter check says the same first (serializers.StatusTextField).
+        if len(status_text) > STATUS_TEXT_MAX_LENGTH:
+            raise ActionRefused(
+                f"status_text is too long (limit: {STATUS_TEXT_MAX_LENGTH} characters)"
+            )
     passes_end_time = not isinstance(scheduled_end_time, Unset)
     if away is None and status_text is None and emoji_name is None and not passes_end_time:
         raise ActionRefused("Client did not pass any new values.")
@@ -925,13 +937,42 @@ def check_update_user_status(
         end_time = _check_end_time(member, scheduled_end_time, status_text, emoji, now)
     elif scheduled_end_time is None:
         end_time = None
+    return StatusWrite(away, status_text, emoji, end_time)
+
+
+def check_update_user_status(
+    member: RealmMember,
+    *,
+    acting_user: AbstractBaseUser | None,
+    away: bool | None = None,
+    status_text: str | None = None,
+    emoji_name: str | None = None,
+    emoji_code: str | None = None,
+    reaction_type: str | None = None,
+    scheduled_end_time: int | None | Unset = UNSET,
+    now: datetime | None = None,
+) -> None:
+    """Change ``member``'s status as POST users/me/status asks (None, UNSET: not passed) if
+    check_user_status_change allows it (else ActionRefused). ``scheduled_end_time`` is UNIX
+    seconds (None removes the end time)."""
+    now = now or timezone.now()
+    write = check_user_status_change(
+        member,
+        away=away,
+        status_text=status_text,
+        emoji_name=emoji_name,
+        emoji_code=emoji_code,
+        reaction_type=reaction_type,
+        scheduled_end_time=scheduled_end_time,
+        now=now,
+    )
     do_update_user_status(
         member,
         acting_user=acting_user,
-        away=away,
-        status_text=status_text,
-        emoji=emoji,
-        scheduled_end_time=end_time,
+        away=write.away,
+        status_text=write.status_text,
+        emoji=write.emoji,
+        scheduled_end_time=write.scheduled_end_time,
         now=now,
     )
 

@@ -8,6 +8,7 @@ deleted here (members and realms are deactivated instead).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -16,6 +17,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth import get_permission_codename, get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import models, transaction
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
@@ -24,9 +26,19 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from . import actions
-from .models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence
-from .queries import with_presence_counts
+from .emoji import unicode_character
+from .models import (
+    ApiKey,
+    PresenceSequence,
+    Realm,
+    RealmEmoji,
+    RealmMember,
+    UserPresence,
+    UserStatus,
+)
+from .queries import stored_status_of, with_presence_counts
 from .status import ACTIVE, IDLE, OFFLINE, presence_status, presence_status_q
+from .user_status import NO_EMOJI, UNICODE_EMOJI, UNSET, Unset
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -152,9 +164,10 @@ class RealmAdmin(ModelAdmin[Realm]):
         "idle_count",
         "offline_count",
         "never_reported_count",
+        "invisible_mode_allowed",
         "created_at",
     )
-    list_filter = ("presence_disabled", "deactivated")
+    list_filter = ("presence_disabled", "invisible_mode_allowed", "deactivated")
     search_fields = ("name", "string_id")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Realm]:
@@ -207,6 +220,7 @@ class RealmAdmin(ModelAdmin[Realm]):
             "string_id",
             "presence_overview",
             "presence_disabled",
+            "invisible_mode_allowed",
             "deactivated",
             "created_at",
         )
@@ -234,9 +248,19 @@ class RealmAdmin(ModelAdmin[Realm]):
             actions.do_set_realm_presence_disabled(obj, obj.presence_disabled)
         if "deactivated" in form.changed_data:
             actions.do_set_realm_deactivated(obj, obj.deactivated)
+        if "invisible_mode_allowed" in form.changed_data:
+            # Forbidding it makes members visible, a transaction each (do_set_presence_enabled
+            # is durable): after the admin's own transaction.
+            transaction.on_commit(
+                partial(_set_invisible_mode_allowed, obj.pk, obj.invisible_mode_allowed)
+            )
 
     def has_delete_permission(self, request: HttpRequest, obj: Realm | None = None) -> bool:
         return False
+
+
+def _set_invisible_mode_allowed(realm_id: int, allowed: bool) -> None:
+    actions.do_set_realm_invisible_mode_allowed(Realm.objects.get(pk=realm_id), allowed)
 
 
 # Members -----------------------------------------------------------------------------------
@@ -507,3 +531,232 @@ class PresenceSequenceAdmin(ReadOnlyAdmin):
     list_select_related = ("realm",)
     search_fields = ("realm__string_id", "realm__name")
     fields = readonly_fields = ("realm", "last_update_id")
+
+
+# Custom emoji ------------------------------------------------------------------------------
+
+
+EMOJI_NAME_FORMAT = re.compile(r"[a-z0-9_-]+")
+
+
+class RealmEmojiAddForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = RealmEmoji
+        fields = ("realm", "name", "image_url")
+
+    def clean_name(self) -> str:
+        name = str(self.cleaned_data["name"])
+        if not EMOJI_NAME_FORMAT.fullmatch(name):
+            raise forms.ValidationError(
+                _("Use lowercase letters, digits, underscores and hyphens only.")
+            )
+        return name
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        realm, name = cleaned.get("realm"), cleaned.get("name")
+        active = RealmEmoji.objects.filter(realm=realm, name=name, deactivated=False)
+        if realm is not None and name and active.exists():
+            raise forms.ValidationError(_("The realm already has an active emoji of that name."))
+        return cleaned
+
+
+@admin.register(RealmEmoji)
+class RealmEmojiAdmin(ModelAdmin[RealmEmoji]):
+    list_display = ("name", "realm", "code", "image_url", "deactivated", "created_at")
+    list_filter = ("realm", "deactivated")
+    list_select_related = ("realm",)
+    search_fields = ("name",)
+    actions = ("deactivate", "reactivate")
+
+    @admin.display(description=_("emoji code"))
+    def code(self, emoji: RealmEmoji) -> str:
+        return str(emoji.pk)
+
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: RealmEmoji | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = RealmEmojiAddForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: RealmEmoji | None = None) -> tuple[str, ...]:
+        if obj is None:
+            return ("realm", "name", "image_url")
+        return ("realm", "name", "code", "image_url", "deactivated", "created_at")
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: RealmEmoji | None = None
+    ) -> tuple[str, ...]:
+        # Statuses name an emoji by id and name: neither changes once made.
+        return () if obj is None else ("realm", "name", "code", "image_url", "created_at")
+
+    def save_model(self, request: HttpRequest, obj: RealmEmoji, form: Any, change: bool) -> None:
+        if not change:
+            emoji = actions.do_add_realm_emoji(obj.realm, obj.name, image_url=obj.image_url)
+            _adopt(obj, emoji)
+        elif "deactivated" in form.changed_data:
+            actions.do_set_realm_emoji_deactivated(obj, obj.deactivated)
+
+    def has_delete_permission(self, request: HttpRequest, obj: RealmEmoji | None = None) -> bool:
+        return False
+
+    @admin.action(description=_("Deactivate selected emoji"), permissions=["change"])
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[RealmEmoji]) -> None:
+        self._set_deactivated(request, queryset, True)
+
+    @admin.action(description=_("Reactivate selected emoji"), permissions=["change"])
+    def reactivate(self, request: HttpRequest, queryset: QuerySet[RealmEmoji]) -> None:
+        self._set_deactivated(request, queryset, False)
+
+    def _set_deactivated(
+        self, request: HttpRequest, queryset: QuerySet[RealmEmoji], deactivated: bool
+    ) -> None:
+        changed = 0
+        for emoji in queryset.filter(deactivated=not deactivated):
+            clash = RealmEmoji.objects.filter(
+                realm_id=emoji.realm_id, name=emoji.name, deactivated=False
+            )
+            if not deactivated and clash.exists():
+                self.message_user(
+                    request,
+                    gettext("Not reactivated: :%(name)s: has an active namesake.")
+                    % {"name": emoji.name},
+                    messages.WARNING,
+                )
+                continue
+            actions.do_set_realm_emoji_deactivated(emoji, deactivated)
+            changed += 1
+        self.message_user(
+            request,
+            ngettext("Changed %(count)d emoji.", "Changed %(count)d emoji.", changed)
+            % {"count": changed},
+            messages.SUCCESS,
+        )
+
+
+# User statuses -----------------------------------------------------------------------------
+
+
+def _acting_user(request: HttpRequest) -> AbstractBaseUser | None:
+    """The admin user making a change, for user_status_changed's acting_user."""
+    user = request.user
+    return user if isinstance(user, AbstractBaseUser) else None
+
+
+class UserStatusForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Collects a status change and checks it with actions.check_user_status_change (Zulip's
+    checks, as the API makes them); save_model writes it with do_update_user_status."""
+
+    class Meta:
+        model = UserStatus
+        fields = ("user", "status_text", "emoji_name", "scheduled_end_time")
+
+    write: actions.StatusWrite | None = None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        user = cleaned.get("user") or (self.instance.user if self.instance.pk else None)
+        if user is None or self.errors:
+            return cleaned
+        member = RealmMember.objects.select_related("realm").filter(user_id=user.pk).first()
+        if member is None or member.is_bot:
+            raise forms.ValidationError(_("Only human members of a realm have statuses."))
+        changed = set(self.changed_data)
+        end_time: int | None | Unset = UNSET
+        if "scheduled_end_time" in changed:
+            end = cleaned.get("scheduled_end_time")
+            end_time = None if end is None else int(end.timestamp())
+        try:
+            self.write = actions.check_user_status_change(
+                member,
+                status_text=cleaned.get("status_text", "") if "status_text" in changed else None,
+                emoji_name=cleaned.get("emoji_name", "") if "emoji_name" in changed else None,
+                scheduled_end_time=end_time,
+                now=timezone.now(),
+            )
+        except actions.ActionRefused as exc:
+            if str(exc) != "Client did not pass any new values.":
+                raise forms.ValidationError(str(exc)) from exc
+        self.member = member
+        return cleaned
+
+
+@admin.register(UserStatus)
+class UserStatusAdmin(ModelAdmin[UserStatus]):
+    """Statuses, changed through the actions: each change sends its user_status event."""
+
+    form = UserStatusForm
+    list_display = ("email", "realm", "status_text", "emoji", "scheduled_end_time", "shown")
+    list_filter = ("realm",)
+    list_select_related = ("realm",)
+    raw_id_fields = ("user",)
+    actions = ("clear",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[UserStatus]:
+        return _with_user_email(super().get_queryset(request), "user")
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        return (_user_email_path("user"), "status_text")
+
+    @admin.display(description=_("email"), ordering=USER_EMAIL)
+    def email(self, status: UserStatus) -> str:
+        return _annotated_email(status)
+
+    @admin.display(description=_("emoji"))
+    def emoji(self, status: UserStatus) -> str:
+        if not status.emoji_name:
+            return ""
+        if status.reaction_type == UNICODE_EMOJI:
+            return f"{unicode_character(status.emoji_code)} :{status.emoji_name}:"
+        return f":{status.emoji_name}:"
+
+    @admin.display(description=_("shown now"), boolean=True)
+    def shown(self, status: UserStatus) -> bool:
+        """Whether reads show it: something set, and its end time (if any) not come."""
+        return stored_status_of(status).current(timezone.now()).is_set
+
+    def get_fields(self, request: HttpRequest, obj: UserStatus | None = None) -> tuple[str, ...]:
+        editable = ("status_text", "emoji_name", "scheduled_end_time")
+        if obj is None:
+            return ("user", *editable)
+        return ("user", "realm", *editable, "emoji_code", "reaction_type", "timestamp")
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: UserStatus | None = None
+    ) -> tuple[str, ...]:
+        if obj is None:
+            return ()
+        return ("user", "realm", "emoji_code", "reaction_type", "timestamp")
+
+    def save_model(self, request: HttpRequest, obj: UserStatus, form: Any, change: bool) -> None:
+        write: actions.StatusWrite | None = form.write
+        if write is not None:
+            actions.do_update_user_status(
+                form.member,
+                acting_user=_acting_user(request),
+                status_text=write.status_text,
+                emoji=write.emoji,
+                scheduled_end_time=write.scheduled_end_time,
+            )
+        if not change:
+            _adopt(obj, UserStatus.objects.get(user_id=form.member.user_id))
+
+    def has_delete_permission(self, request: HttpRequest, obj: UserStatus | None = None) -> bool:
+        return False
+
+    @admin.action(description=_("Clear selected statuses"), permissions=["change"])
+    def clear(self, request: HttpRequest, queryset: QuerySet[UserStatus]) -> None:
+        members = RealmMember.objects.filter(user_id__in=queryset.values("user_id")).select_related(
+            "user", "realm"
+        )
+        for member in members:
+            actions.do_update_user_status(
+                member, acting_user=_acting_user(request), status_text="", emoji=NO_EMOJI
+            )
+        message = ngettext("Cleared %(count)d status.", "Cleared %(count)d statuses.", len(members))
+        self.message_user(request, message % {"count": len(members)}, messages.SUCCESS)

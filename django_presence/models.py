@@ -233,8 +233,9 @@ class RealmEmoji(models.Model):
         Realm, on_delete=models.CASCADE, related_name="custom_emoji", verbose_name=_("realm")
     )
     name = models.CharField(_("name"), max_length=60)
-    # Where pages that show a status find the picture; none: they show ``:name:``.
-    image_url = models.URLField(_("image URL"), blank=True)
+    # Where pages that show a status find the picture (absolute, or relative to the site);
+    # none: they show ``:name:``.
+    image_url = models.CharField(_("image URL"), max_length=500, blank=True)
     deactivated = models.BooleanField(_("deactivated"), default=False)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
 

@@ -139,6 +139,7 @@ def test_realm_changelist(admin_client, realm, make_member):
             "idle_count": "0",
             "offline_count": "0",
             "never_reported_count": "0",
+            "invisible_mode_allowed": "True",
         },
         {
             "name": "Zulip Dev",
@@ -150,6 +151,7 @@ def test_realm_changelist(admin_client, realm, make_member):
             "idle_count": "0",
             "offline_count": "0",
             "never_reported_count": "2",
+            "invisible_mode_allowed": "True",
         },
     ]
     assert column(admin_client.get(url("realm") + "?q=Zul"), "string_id") == ["zulip"]

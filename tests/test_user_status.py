@@ -533,3 +533,45 @@ def test_the_signal(org, hamlet, iago):
     assert sent[1]["changed"] == NO_EMOJI
     assert sent[0]["realm"] == hamlet.realm
     assert not sent[0]["ended"] and not sent[0]["late"]
+
+
+# Organization policy: no invisible mode ----------------------------------------------------
+
+
+def test_a_realm_that_forbids_invisible_mode(org, realm, hamlet, othello, settings):
+    success(org.set_status(hamlet, away="true"))
+    org.post(othello, "/api/v1/users/me/presence", status="active")
+    presence_queue = register_queue(
+        org.client(othello),
+        event_types=["presence"],
+        client_capabilities={"simplified_presence_events": True},
+    )
+    with org._capture(execute=True):
+        actions.do_set_realm_invisible_mode_allowed(realm, False)
+    hamlet.refresh_from_db()
+    assert hamlet.presence_enabled is True
+    # Made visible again as turning invisible mode off does: with a forced presence event.
+    [presence_event] = poll(org.client(othello), presence_queue)
+    assert list(presence_event["presences"]) == [str(hamlet.user_id)]
+
+    refusal = "This organization does not allow invisible mode."
+    assert_error(org.set_status(hamlet, away="true"), refusal)
+    assert_error(org.set_status(hamlet, away="true", status_text="x"), refusal)
+    settings_url = "/api/v1/settings"
+    with org._capture(execute=True):
+        response = org.client(hamlet).patch(
+            settings_url, form(presence_enabled=False), content_type=FORM
+        )
+    assert_error(response, refusal)
+    hamlet.refresh_from_db()
+    assert hamlet.presence_enabled is True
+    success(org.set_status(hamlet, away="false"))
+    with org._capture(execute=True):
+        success(
+            org.client(hamlet).patch(settings_url, form(presence_enabled=True), content_type=FORM)
+        )
+
+    actions.do_set_realm_invisible_mode_allowed(realm, True)
+    success(org.set_status(hamlet, away="true"))
+    hamlet.refresh_from_db()
+    assert hamlet.presence_enabled is False
