@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -43,8 +44,8 @@ def report(member: Any, status: str, seconds_ago: int) -> None:
         ("idle", 10, ("idle", "idle")),
         ("active", 30 * 60, ("offline", "last seen 30 minutes ago")),
         ("idle", 59 * 60 + 59, ("offline", "last seen 59 minutes ago")),
-        ("active", 60 * 60, ("offline", "offline")),
-        ("active", 3 * 24 * 3600, ("offline", "offline")),
+        ("active", 60 * 60, ("offline", "last seen 1 hour ago")),
+        ("active", 3 * 24 * 3600, ("offline", "last seen 3 days ago")),
     ],
 )
 def test_status_and_title(make_member, django_assert_num_queries, status, seconds_ago, expected):
@@ -92,7 +93,7 @@ def test_presence_loaded_with_the_users_needs_no_query(make_member, django_asser
     users = list(
         get_user_model()
         .objects.filter(pk__in=[active.user_id, idle.user_id, never.user_id])
-        .select_related("presence__realm")
+        .select_related("presence__realm", "presence_user_status")
         .order_by("pk")
     )
     with django_assert_num_queries(0):
@@ -102,3 +103,44 @@ def test_presence_loaded_with_the_users_needs_no_query(make_member, django_asser
         dot("idle", "idle", idle.user_id),
         dot("offline", "offline", never.user_id),
     ]
+
+
+def test_the_badge_shows_the_status_and_its_end_time_to_its_owner(
+    make_member, django_assert_num_queries
+):
+    member = make_member()
+    other = make_member()
+    end = NOW + timedelta(hours=2)
+    actions.do_update_user_status(
+        member,
+        acting_user=None,
+        status_text="on vacation",
+        emoji=actions.Emoji("car", "1f697", "unicode_emoji"),
+        scheduled_end_time=end,
+        now=NOW,
+    )
+    template = Template("{% load presence %}{% presence_dot user %}")
+
+    def render_for(viewer: Any) -> str:
+        request = mock.Mock(user=viewer)
+        with frozen_now(NOW):
+            return template.render(Context({"user": member.user, "request": request}))
+
+    status = '<span class="presence-user-status">\N{AUTOMOBILE} on vacation</span>'
+    with django_assert_num_queries(1):
+        assert render_for(other.user) == dot("offline", "offline", member.user_id) + status
+    owned = render_for(member.user)
+    assert owned.startswith(dot("offline", "offline", member.user_id))
+    assert "\N{AUTOMOBILE} on vacation (until " in owned
+    # An ended status is no status.
+    with frozen_now(end):
+        ended = template.render(Context({"user": member.user}))
+    assert ended == dot("offline", "offline", member.user_id)
+    # A custom emoji by name.
+    actions.do_update_user_status(
+        other,
+        acting_user=None,
+        emoji=actions.Emoji("green_tick", "7", "realm_emoji"),
+        now=NOW,
+    )
+    assert render(other.user).endswith('<span class="presence-user-status">:green_tick:</span>')

@@ -169,7 +169,7 @@ def test_statuses_follow_the_timestamps_and_the_servers_clock_as_the_template_ta
         dot("2", "idle", "idle"),
         dot("3", "offline", "last seen 4 minutes ago"),
         dot("4", "offline", "last seen 30 minutes ago"),
-        dot("5", "offline", "offline"),
+        dot("5", "offline", "last seen 2 hours ago"),
         dot("6", "offline", "offline"),
         dot("99", "offline", "offline"),
         dot("1", "active", "active now"),

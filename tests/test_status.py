@@ -39,9 +39,13 @@ CASES: list[tuple[int | None, int | None, str, str]] = [
     (5 * 60, 3 * 60, "offline", "last seen 3 minutes ago"),
     (3 * 60, 5 * 60, "offline", "last seen 3 minutes ago"),  # the later of the two
     (59 * 60 + 59, 59 * 60 + 59, "offline", "last seen 59 minutes ago"),
-    (60 * 60, 60 * 60, "offline", "offline"),
-    (None, 2 * 3600, "offline", "offline"),
-    (3 * 86400, None, "offline", "offline"),
+    (60 * 60, 60 * 60, "offline", "last seen 1 hour ago"),
+    (None, 2 * 3600, "offline", "last seen 2 hours ago"),
+    (3 * 3600 - 1, 5 * 3600, "offline", "last seen 2 hours ago"),
+    (23 * 3600 + 59 * 60 + 59, None, "offline", "last seen 23 hours ago"),
+    (24 * 3600, None, "offline", "last seen 1 day ago"),
+    (3 * 86400, None, "offline", "last seen 3 days ago"),
+    (None, 400 * 86400 + 5, "offline", "last seen 400 days ago"),
     (None, None, "offline", "offline"),
     (-30, -30, "active", "active now"),  # a clock ahead of the server's
 ]

@@ -482,9 +482,8 @@ def test_queues_get_only_the_event_types_they_asked_for(org, hamlet, othello):
     presence_queue = register_queue(org.client(othello), event_types=["presence"])
     status_queue = org.queue(othello)
     success(org.set_status(hamlet, status_text="x"))
-    with frozen_now(now_seconds()):
-        with org._capture(execute=True):
-            success(post_presence(org.client(hamlet), status="active"))
+    with frozen_now(now_seconds()), org._capture(execute=True):
+        success(post_presence(org.client(hamlet), status="active"))
     assert [event["type"] for event in poll(org.client(othello), presence_queue)] == ["presence"]
     assert [event["type"] for event in poll(org.client(othello), status_queue)] == ["user_status"]
 

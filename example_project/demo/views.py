@@ -33,7 +33,7 @@ def _presence_rows(viewer: RealmMember) -> list[dict[str, Any]]:
     users = {
         str(member.user_id): member.user
         for member in RealmMember.objects.filter(realm=viewer.realm).select_related(
-            "user__presence__realm"
+            "user__presence__realm", "user__presence_user_status"
         )
     }
     now = int(timezone.now().timestamp())

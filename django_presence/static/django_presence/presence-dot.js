@@ -34,7 +34,8 @@
   "use strict";
 
   var BATCH_SIZE = 200; // the listing's largest page and its largest user_ids list
-  var LAST_SEEN_MINUTES = 60;
+  var MINUTES_PER_HOUR = 60;
+  var HOURS_PER_DAY = 24;
   var DEFAULT_THRESHOLD_SECONDS = 200; // PRESENCE_OFFLINE_THRESHOLD_SECS's default
   var DEFAULT_REFRESH_SECONDS = 60;
   var STATUSES = ["active", "idle", "offline"];
@@ -78,15 +79,23 @@
       return { status: "offline", title: "offline" };
     }
     var seen = Math.max(member.active_timestamp || 0, member.idle_timestamp || 0);
-    var minutes = Math.floor((now - seen) / 60);
-    if (minutes >= LAST_SEEN_MINUTES) {
-      return { status: "offline", title: "offline" };
+    return { status: "offline", title: lastSeen(Math.floor((now - seen) / 60)) };
+  }
+
+  // The template tag's rule (templatetags/presence.py last_seen): minutes under an hour (at
+  // least 1), hours under a day, then days, each rounded down.
+  function lastSeen(minutes) {
+    var count = Math.max(minutes, 1);
+    var unit = "minute";
+    if (minutes >= MINUTES_PER_HOUR) {
+      count = Math.floor(minutes / MINUTES_PER_HOUR);
+      unit = "hour";
+      if (count >= HOURS_PER_DAY) {
+        count = Math.floor(count / HOURS_PER_DAY);
+        unit = "day";
+      }
     }
-    minutes = Math.max(minutes, 1);
-    return {
-      status: "offline",
-      title: "last seen " + minutes + (minutes === 1 ? " minute ago" : " minutes ago"),
-    };
+    return "last seen " + count + " " + unit + (count === 1 ? "" : "s") + " ago";
   }
 
   function paintElement(element, dot) {
