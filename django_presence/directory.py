@@ -18,11 +18,12 @@ from rest_framework.response import Response
 from .conf import presence_settings
 from .filters import STATUS_NEVER, DirectoryFilterSet
 from .formatting import datetime_to_timestamp
-from .models import Realm, RealmMember, UserPresence
+from .models import Realm, RealmMember, UserPresence, UserStatus
 from .permissions import get_request_member
-from .queries import directory_members, loaded_update_id, page_of
+from .queries import directory_members, loaded_update_id, page_of, stored_status_of
 from .serializers import JsonIntegerField, JsonIntegerListField, ZulipParamsSerializer
 from .status import presence_status
+from .user_status import StoredStatus, format_user_status
 from .views import PresenceAPIView
 
 DEFAULT_PAGE_SIZE = 50
@@ -76,9 +77,12 @@ def _timestamp(value: datetime | None) -> int | None:
     return None if value is None else datetime_to_timestamp(value)
 
 
-def directory_entry(member: RealmMember, *, now: datetime, presence_hidden: bool) -> dict[str, Any]:
+def directory_entry(
+    member: RealmMember, *, now: datetime, presence_hidden: bool, viewer: RealmMember | None = None
+) -> dict[str, Any]:
     """One member of the listing. A member with no presence row (or in a realm with presence
-    disabled) is "never", with null timestamps."""
+    disabled) is "never", with null timestamps. ``user_status`` is the member's status as GET
+    users/<id>/status shows it to ``viewer`` (the end time to its owner only)."""
     presence: UserPresence | None = getattr(member.user, "presence", None)
     if presence_hidden or presence is None:
         status, active_timestamp, idle_timestamp = STATUS_NEVER, None, None
@@ -94,7 +98,19 @@ def directory_entry(member: RealmMember, *, now: datetime, presence_hidden: bool
         "status": status,
         "active_timestamp": active_timestamp,
         "idle_timestamp": idle_timestamp,
+        "user_status": format_user_status(
+            _loaded_status(member),
+            presence_enabled=member.presence_enabled,
+            now=now,
+            for_owner=viewer is not None and viewer.user_id == member.user_id,
+        ),
     }
+
+
+def _loaded_status(member: RealmMember) -> StoredStatus | None:
+    """The member's status, loaded with the listing (directory_members joins it in)."""
+    row: UserStatus | None = getattr(member.user, "presence_user_status", None)
+    return None if row is None else stored_status_of(row)
 
 
 class DirectoryMembersView(PresenceAPIView):
@@ -127,7 +143,9 @@ class DirectoryMembersView(PresenceAPIView):
                 # larger id, so POST users/me/presence with this last_update_id returns it.
                 "presence_last_update_id": _loaded_update_id_or_zero(realm),
                 "members": [
-                    directory_entry(member, now=now, presence_hidden=realm.presence_disabled)
+                    directory_entry(
+                        member, now=now, presence_hidden=realm.presence_disabled, viewer=viewer
+                    )
                     for member in page.members
                 ],
             },

@@ -40,7 +40,9 @@ def report(member: RealmMember, status: str, at: Any) -> None:
     actions.update_user_presence(member, log_time=at, status=status, new_user_input=True)
 
 
-def entry(member: RealmMember, full_name: str, status: str, active=None, idle=None) -> dict:
+def entry(
+    member: RealmMember, full_name: str, status: str, active=None, idle=None, user_status=None
+) -> dict:
     return {
         "user_id": member.user_id,
         "email": member.email,
@@ -49,6 +51,7 @@ def entry(member: RealmMember, full_name: str, status: str, active=None, idle=No
         "status": status,
         "active_timestamp": None if active is None else ts(active),
         "idle_timestamp": None if idle is None else ts(idle),
+        "user_status": user_status or {},
     }
 
 
@@ -407,7 +410,10 @@ def test_constant_query_count_at_two_realm_sizes(
     # in one query), the count and the page.
     for size in (3, 30):
         while RealmMember.objects.count() < size:
-            report(make_member(), "active", now)
+            member = make_member()
+            report(member, "active", now)
+            # Statuses come in the page's query too.
+            actions.check_update_user_status(member, acting_user=None, status_text="busy")
         params = dict(filters)
         if by_user_ids:
             # Every member's id, and one no member has.
@@ -416,3 +422,53 @@ def test_constant_query_count_at_two_realm_sizes(
         with django_assert_num_queries(3):
             body = listing(client, now, page_size="200", **params)
         assert body["count"] == (size - 1 if filters else size)
+
+
+# User statuses in the listing ----------------------------------------------------------------
+
+
+def test_statuses_in_the_listing_and_in_the_search(client, viewer, make_member, now):
+    busy = make_member(user__first_name="Busy", user__email="busy@example.com")
+    ended = make_member(user__first_name="Ended", user__email="ended@example.com")
+    end = now + timedelta(hours=1)
+    actions.check_update_user_status(
+        busy, acting_user=None, status_text="In a Meeting", emoji_name="car", now=now
+    )
+    actions.check_update_user_status(
+        viewer,
+        acting_user=None,
+        status_text="meeting prep",
+        scheduled_end_time=int(end.timestamp()),
+        now=now,
+    )
+    actions.do_update_user_status(
+        ended,
+        acting_user=None,
+        status_text="meeting long ago",
+        scheduled_end_time=now - timedelta(seconds=1),
+        now=now - timedelta(hours=1),
+    )
+    body = listing(client, now)
+    statuses = {member["email"]: member["user_status"] for member in body["members"]}
+    assert statuses == {
+        "busy@example.com": {
+            "status_text": "In a Meeting",
+            "emoji_name": "car",
+            "emoji_code": "1f697",
+            "reaction_type": "unicode_emoji",
+        },
+        "ended@example.com": {},
+        # The end time to its owner only.
+        "viewer@example.com": {
+            "status_text": "meeting prep",
+            "scheduled_end_time": int(end.timestamp()),
+        },
+    }
+    found = listing(client, now, search="MEETING")
+    assert [member["email"] for member in found["members"]] == [
+        "busy@example.com",
+        "viewer@example.com",
+    ]
+    # Once it ended, a status is not found any more.
+    later = listing(client, end, search="prep")
+    assert later["members"] == []

@@ -13,14 +13,17 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_presence import actions
 from django_presence.events import receivers as event_receivers
-from django_presence.models import RealmMember, UserPresence
+from django_presence.models import RealmMember, UserPresence, UserStatus
+from django_presence.user_status import UNSET
 from django_presence.signals import presence_changed
 
 from .api_utils import REALM_PRESENCE_URL, post_presence, success, user_presence_url
+from .events_utils import register
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -237,3 +240,37 @@ def test_guest_single_user_presence(realm_with_guest, django_assert_num_queries)
         sized.grow_to(size)
         with django_assert_num_queries(AUTH + TARGET + ACCESS_CHECK + TARGET_ROW):
             success(sized.client.get(user_presence_url(sized.target.user_id)))
+
+
+# register, with the user statuses -----------------------------------------------------------
+
+STATUS_READ = 1  # register's user_status: the realm's statuses, access limiting as a subquery
+
+
+def _give_statuses(sized: GrowingRealm) -> None:
+    """A status, one in three with an end time, for every member who has none yet."""
+    for index, member in enumerate(sized.members):
+        if not UserStatus.objects.filter(user_id=member.user_id).exists():
+            actions.check_update_user_status(
+                member,
+                acting_user=None,
+                status_text=f"status {index}",
+                emoji_name="car",
+                scheduled_end_time=int(timezone.now().timestamp()) + 3600 if index % 3 else UNSET,
+            )
+
+
+@pytest.mark.parametrize("guest", [False, True])
+def test_register_with_user_status(make_member, api_client_for, settings, guest):
+    settings.PRESENCE_LIMIT_TO_ACCESSIBLE_USERS = guest
+    sized = GrowingRealm(make_member, api_client_for, guest=guest)
+    counts = []
+    for size in SIZES:
+        sized.grow_to(size)
+        _give_statuses(sized)
+        with CaptureQueriesContext(connection) as captured:
+            body = success(register(sized.client))
+        counts.append(len(captured.captured_queries))
+        assert len(body["user_status"]) == (size if not guest else len(body["presences"]))
+    # The API key, the realm's presence, its statuses.
+    assert counts == [AUTH + REALM_READ + STATUS_READ] * 2

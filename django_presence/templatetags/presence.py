@@ -91,7 +91,7 @@ def dot_status(presence: UserPresence | None, now: datetime) -> tuple[str, str]:
 
 
 def last_seen(minutes: int) -> str:
-    """"last seen N minutes ago" (at least 1), "N hours ago" from an hour, "N days ago" from a
+    """ "last seen N minutes ago" (at least 1), "N hours ago" from an hour, "N days ago" from a
     day, each rounded down; presence-dot.js's lastSeen says the same."""
     if minutes < MINUTES_PER_HOUR:
         minutes = max(minutes, 1)
