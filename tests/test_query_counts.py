@@ -19,8 +19,8 @@ from django.utils import timezone
 from django_presence import actions
 from django_presence.events import receivers as event_receivers
 from django_presence.models import RealmMember, UserPresence, UserStatus
-from django_presence.user_status import UNSET
 from django_presence.signals import presence_changed
+from django_presence.user_status import UNSET
 
 from .api_utils import REALM_PRESENCE_URL, post_presence, success, user_presence_url
 from .events_utils import register
