@@ -13,7 +13,8 @@ import pytest
 
 from django_presence import status
 from django_presence.models import Realm, UserPresence
-from django_presence.templatetags.presence import dot_status
+from django_presence.templatetags.presence import dot_status, status_words
+from django_presence.user_status import Emoji, StoredStatus
 
 from .test_presence_dot_js import SCRIPT
 
@@ -158,3 +159,87 @@ def test_the_aggregated_status_turns_offline_past_the_threshold():
 def test_an_unknown_status_has_no_filter():
     with pytest.raises(ValueError, match="unknown presence status 'away'"):
         status.presence_status_q("away", NOW)
+
+
+# A user status in words: the template tag's status_words and presence-dot.js's statusWords on
+# one table (the end time is left out: each formats it for its own reader).
+STATUS_WORDS_CASES: list[tuple[dict[str, Any], str]] = [
+    ({}, ""),
+    ({"away": True}, ""),
+    ({"status_text": "on vacation"}, "on vacation"),
+    (
+        {"emoji_name": "car", "emoji_code": "1f697", "reaction_type": "unicode_emoji"},
+        "\N{AUTOMOBILE}",
+    ),
+    (
+        {
+            "status_text": "busy",
+            "emoji_name": "flag_andorra",
+            "emoji_code": "1f1e6-1f1e9",
+            "reaction_type": "unicode_emoji",
+        },
+        "\N{REGIONAL INDICATOR SYMBOL LETTER A}\N{REGIONAL INDICATOR SYMBOL LETTER D} busy",
+    ),
+    (
+        {
+            "status_text": "x",
+            "emoji_name": "green_tick",
+            "emoji_code": "7",
+            "reaction_type": "realm_emoji",
+        },
+        ":green_tick: x",
+    ),
+    (
+        {"emoji_name": "zulip", "emoji_code": "zulip", "reaction_type": "zulip_extra_emoji"},
+        ":zulip:",
+    ),
+]
+
+
+def _stored(user_status: dict[str, Any]) -> StoredStatus:
+    return StoredStatus(
+        user_status.get("status_text", ""),
+        Emoji(
+            user_status.get("emoji_name", ""),
+            user_status.get("emoji_code", ""),
+            user_status.get("reaction_type", "unicode_emoji"),
+        ),
+        None,
+    )
+
+
+@pytest.mark.parametrize(("user_status", "words"), STATUS_WORDS_CASES)
+def test_status_words(user_status, words):
+    assert status_words(_stored(user_status), show_end_time=True) == words
+
+
+STATUS_WORDS_RUNNER = r"""
+const fs = require("fs");
+const vm = require("vm");
+const input = JSON.parse(process.argv[1]);
+const context = {document: {currentScript: null, readyState: "loading",
+                            addEventListener: () => {}},
+                 Date, Math, Object, Array, Set, Number, JSON, String, Promise};
+context.window = context;
+vm.runInNewContext(fs.readFileSync(input.script, "utf8"), context);
+console.log(JSON.stringify(input.statuses.map(context.window.PresenceDot.statusWords)));
+"""
+
+
+@pytest.mark.skipif(NODE is None, reason="needs Node.js")
+def test_presence_dot_js_says_statuses_in_the_same_words():
+    assert NODE is not None
+    statuses = [user_status for user_status, _words in STATUS_WORDS_CASES]
+    done = subprocess.run(
+        [
+            NODE,
+            "-e",
+            STATUS_WORDS_RUNNER,
+            json.dumps({"script": str(SCRIPT), "statuses": statuses}),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert json.loads(done.stdout) == [words for _status, words in STATUS_WORDS_CASES]

@@ -25,6 +25,11 @@
  *   paint(root)              repaint root's elements from what is known, at the server's now
  *   currentStatus(userId)    "active", "idle", "offline" or "never" at the server's now
  *   statusOf(member, now, threshold), dotFor(member, now, threshold), serverNow()
+ *   statusWords(userStatus)  a member's user_status in words: "🚗 on vacation", with
+ *                            " (until <time>)" when the status carries its end time (the
+ *                            listing gives it to its owner only); "" without a status
+ *   applyUserStatusEvent(event)  a user_status event applied to the known members' statuses;
+ *                            returns the ids of the users it changed
  *
  * Each dot gets the same class, role, aria-label and title as the {% presence_dot %} template
  * tag renders; a user the listing does not return (a bot, a deactivated or inaccessible user)
@@ -98,6 +103,76 @@
     return "last seen " + count + " " + unit + (count === 1 ? "" : "s") + " ago";
   }
 
+  // A status in words, as the template tag's status_words: the emoji (the character of a
+  // Unicode emoji, else :name:), the text, and the end time when the status carries one.
+  function statusWords(userStatus) {
+    if (!userStatus) {
+      return "";
+    }
+    var parts = [];
+    if (userStatus.emoji_name) {
+      parts.push(userStatus.reaction_type === "unicode_emoji"
+        ? userStatus.emoji_code.split("-").map(function (hex) {
+          return String.fromCodePoint(parseInt(hex, 16));
+        }).join("")
+        : ":" + userStatus.emoji_name + ":");
+    }
+    if (userStatus.status_text) {
+      parts.push(userStatus.status_text);
+    }
+    var words = parts.join(" ");
+    if (words && typeof userStatus.scheduled_end_time === "number") {
+      words += " (until " + new Date(userStatus.scheduled_end_time * 1000).toLocaleString() + ")";
+    }
+    return words;
+  }
+
+  // Zulip's rule for applying a user_status event to a status: away true sets it, false
+  // removes it; an empty text or emoji name removes them; scheduled_end_time null removes it.
+  function applyUserStatusEvent(event) {
+    if (event.type !== "user_status") {
+      return [];
+    }
+    var userId = String(event.user_id);
+    var member = members[userId] || { user_id: event.user_id };
+    var status = Object.assign({}, member.user_status || {});
+    if (event.away === true) {
+      status.away = true;
+    } else if (event.away === false) {
+      delete status.away;
+    }
+    if (typeof event.status_text === "string") {
+      if (event.status_text) { status.status_text = event.status_text; } else { delete status.status_text; }
+    }
+    if (typeof event.emoji_name === "string") {
+      if (event.emoji_name) {
+        status.emoji_name = event.emoji_name;
+        status.emoji_code = event.emoji_code;
+        status.reaction_type = event.reaction_type;
+      } else {
+        delete status.emoji_name;
+        delete status.emoji_code;
+        delete status.reaction_type;
+      }
+    }
+    if ("scheduled_end_time" in event) {
+      if (event.scheduled_end_time === null) {
+        delete status.scheduled_end_time;
+      } else {
+        status.scheduled_end_time = event.scheduled_end_time;
+      }
+    }
+    member.user_status = status;
+    member.statusKnownAt = serverNow();
+    members[userId] = member;
+    return [event.user_id];
+  }
+
+  function userStatusOf(userId) {
+    var member = members[String(userId)];
+    return member ? member.user_status : undefined;
+  }
+
   function paintElement(element, dot) {
     if (element.hasAttribute("data-presence-text")) {
       if (element.textContent !== dot.title) {
@@ -149,6 +224,11 @@
         member.knownAt = known.knownAt;
       } else {
         member.knownAt = readAt;
+      }
+      // A status applied from an event after this listing was read is newer too.
+      if (known && known.statusKnownAt > readAt) {
+        member.user_status = known.user_status;
+        member.statusKnownAt = known.statusKnownAt;
       }
       members[String(member.user_id)] = member;
     });
@@ -222,6 +302,9 @@
     statusOf: statusOf,
     dotFor: dotFor,
     serverNow: serverNow,
+    statusWords: statusWords,
+    applyUserStatusEvent: applyUserStatusEvent,
+    userStatusOf: userStatusOf,
   };
 
   var script = document.currentScript;
