@@ -1100,11 +1100,16 @@ def do_clear_due_user_statuses(now: datetime) -> int:
     commit, each exactly once however many sweepers run: a row is cleared only if its end time
     is still the one read (and, on PostgreSQL, rows another sweeper or a write holds are
     skipped). Returns how many statuses it ended."""
+    due_rows = UserStatus.objects.filter(scheduled_end_time__lte=now)
+    # As do_announce_due_status_transitions: a sweep that finds nothing due takes no lock and
+    # opens no transaction (the partial index on the end time answers it).
+    if not due_rows.exists():
+        return 0
     with transaction.atomic(durable=True):
         due = list(
-            UserStatus.objects.select_for_update(skip_locked=True)
-            .filter(scheduled_end_time__lte=now)
-            .order_by("scheduled_end_time")[:USER_STATUS_BATCH_SIZE]
+            due_rows.select_for_update(skip_locked=True).order_by("scheduled_end_time")[
+                :USER_STATUS_BATCH_SIZE
+            ]
         )
         ended: list[tuple[int, StoredStatus]] = []
         for row in due:
