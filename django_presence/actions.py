@@ -564,11 +564,15 @@ def do_announce_due_status_transitions(now: datetime) -> int:
     each exactly once however many sweepers run: a row's announced state is replaced only if
     it is still the one read (and, on PostgreSQL, rows another sweeper or a write holds are
     skipped). Returns how many transitions it announced."""
+    due_rows = UserPresence.objects.filter(status_changes_at__lte=now)
+    # Most sweeps find nothing: they take no lock and open no transaction (on SQLite, with
+    # IMMEDIATE transactions, one would take the database's write lock twice a second).
+    if not due_rows.exists():
+        return 0
     announced: list[tuple[int, Transition]] = []
     with transaction.atomic(durable=True):
         due = (
-            UserPresence.objects.select_for_update(skip_locked=True)
-            .filter(status_changes_at__lte=now)
+            due_rows.select_for_update(skip_locked=True)
             .order_by("status_changes_at")
             .values_list(
                 "id",

@@ -10,12 +10,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+
 from .auth import basic_auth
 from .server import LoopbackServer
 
 REPO = Path(__file__).resolve().parent.parent
 MANAGE = REPO / "example_project" / "manage.py"
 COMMAND_TIMEOUT_SECS = 120
+REQUEST_TIMEOUT_SECS = 10
 
 
 def example_env(db_path: Path, **extra: str) -> dict[str, str]:
@@ -133,3 +136,22 @@ class ExampleServer(LoopbackServer):
             port,
             log_path,
         )
+
+
+def signed_in(url: str, username: str = "admin", password: str = "admin") -> requests.Session:
+    """A browser-like session signed in to the example site at ``url`` (by default as the
+    seeded admin, a realm administrator), through its login form with the CSRF token."""
+    session = requests.Session()
+    session.get(f"{url}/accounts/login/", timeout=REQUEST_TIMEOUT_SECS).raise_for_status()
+    response = session.post(
+        f"{url}/accounts/login/",
+        data={
+            "username": username,
+            "password": password,
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        headers={"Referer": f"{url}/accounts/login/"},
+        timeout=REQUEST_TIMEOUT_SECS,
+    )
+    assert response.url == f"{url}/", response.text
+    return session

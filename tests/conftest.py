@@ -12,6 +12,7 @@ from django_presence import actions
 from django_presence.models import RealmMember
 from loopback.auth import basic_auth
 
+from .example_postgres import example_pg_database  # noqa: F401 - a fixture for every test
 from .factories import MemberFactory, RealmFactory
 
 

@@ -120,11 +120,11 @@ def test_no_signal_in_presence_disabled_realm_unless_forced(
 
 @pytest.mark.django_db
 def test_signals_reach_receivers_whatever_the_realms_size(
-    make_member, received, settings, django_capture_on_commit_callbacks
+    make_member, received, django_capture_on_commit_callbacks
 ):
-    """PRESENCE_USER_LIMIT_FOR_EVENTS cuts event queues off (tests/test_events_api.py), never
-    the host's receivers."""
-    settings.PRESENCE_USER_LIMIT_FOR_EVENTS = 3
+    """A host receiver in a 150-member realm, with the default settings: it hears of every
+    change. PRESENCE_USER_LIMIT_FOR_EVENTS cuts event queues off (tests/test_events_api.py),
+    never the host's receivers."""
     members = [make_member() for _ in range(150)]
     with django_capture_on_commit_callbacks(execute=True):
         report(members[0], 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -18,14 +19,16 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import UserManager
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
-from django_presence import actions
+from django_presence import actions, timers
 from django_presence.management.commands.presence_purge import Command as PurgeCommand
 from django_presence.models import ApiKey, PresenceSequence, Realm, RealmMember, UserPresence
 from django_presence.queries import RealmPresenceStats, get_realm_presence_stats
+from django_presence.signals import presence_status_changed
 from loopback.auth import basic_auth
 
-from .api_utils import frozen_now, now_seconds, post_presence, success
+from .api_utils import frozen_now, now_seconds, post_presence, recording, success
 from .factories import MemberFactory, RealmFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -734,3 +737,44 @@ def test_create_user_needs_a_manager_with_create_user(realm):
         )
     assert message == "Cannot create a user: the manager of auth.User has no create_user()."
     assert not get_user_model().objects.exists()
+
+
+# presence_timers --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_presence_timers_once_announces_what_is_due(
+    make_member, django_capture_on_commit_callbacks
+):
+    member = make_member()
+    long_ago = timezone.now() - timedelta(hours=1)
+    actions.do_update_user_presence(member, log_time=long_ago, status="active")
+    out = StringIO()
+    with (
+        recording(presence_status_changed) as sent,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        call_command("presence_timers", "--once", stdout=out)
+    assert out.getvalue() == "presence status transitions: 1\n"
+    assert [(s["old_status"], s["new_status"], s["late"]) for s in sent] == [
+        ("active", "offline", True)
+    ]
+
+
+def test_presence_timers_runs_until_stopped(monkeypatch):
+    """The worker sweeps until a signal stops it."""
+    sweeps = []
+
+    class OneSweep(timers.Sweeper):
+        def __init__(self) -> None:
+            super().__init__(sweep=lambda: sweeps.append(1) or self.stop())
+
+    monkeypatch.setattr(timers, "Sweeper", OneSweep)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    out = StringIO()
+    call_command("presence_timers", stdout=out)
+    assert sweeps == [1]
+    assert out.getvalue().splitlines() == [
+        "Sweeping for due presence work; SIGTERM or ^C stops.",
+        "Stopped.",
+    ]

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from django.dispatch import Signal
 from django.urls import get_resolver
 from django.utils import timezone
 
@@ -61,7 +62,8 @@ def test_every_signal_argument_is_documented(make_member, django_capture_on_comm
 
         return receiver
 
-    receivers = {name: capture(name) for name in ("presence_changed", "presence_enabled_changed")}
+    declared = [name for name, value in vars(signals).items() if isinstance(value, Signal)]
+    receivers = {name: capture(name) for name in declared}
     for name, receiver in receivers.items():
         getattr(signals, name).connect(receiver)
     try:

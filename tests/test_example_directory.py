@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from loopback.example import ExampleServer, seeded_example_db
+from loopback.example import ExampleServer, seeded_example_db, signed_in
 from loopback.server import free_port
 
 from .e2e_server import SQLITE_RUN_ONLY
@@ -29,24 +29,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     example = ExampleServer(seeded_example_db(directory, url), port, directory / "server.log")
     yield url
     example.stop()
-
-
-def signed_in(url: str) -> requests.Session:
-    """A browser-like session signed in as the seeded admin (a realm administrator)."""
-    session = requests.Session()
-    session.get(f"{url}/accounts/login/", timeout=TIMEOUT).raise_for_status()
-    response = session.post(
-        f"{url}/accounts/login/",
-        data={
-            "username": "admin",
-            "password": "admin",
-            "csrfmiddlewaretoken": session.cookies["csrftoken"],
-        },
-        headers={"Referer": f"{url}/accounts/login/"},
-        timeout=TIMEOUT,
-    )
-    assert response.url == f"{url}/", response.text
-    return session
 
 
 def test_anonymous_visitors_are_sent_to_the_login(server: str) -> None:

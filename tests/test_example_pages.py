@@ -8,9 +8,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import requests
 
-from loopback.example import ExampleServer, create_accounts, manage, seeded_example_db
+from loopback.example import (
+    ExampleServer,
+    create_accounts,
+    manage,
+    seeded_example_db,
+    signed_in,
+)
 from loopback.server import free_port
 
 from .e2e_server import SQLITE_RUN_ONLY
@@ -50,25 +55,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     example.stop()
 
 
-def signed_in(url: str, username: str) -> requests.Session:
-    session = requests.Session()
-    session.get(f"{url}/accounts/login/", timeout=TIMEOUT).raise_for_status()
-    response = session.post(
-        f"{url}/accounts/login/",
-        data={
-            "username": username,
-            "password": PASSWORD,
-            "csrfmiddlewaretoken": session.cookies["csrftoken"],
-        },
-        headers={"Referer": f"{url}/accounts/login/"},
-        timeout=TIMEOUT,
-    )
-    assert response.url == f"{url}/", response.text
-    return session
-
-
 def test_an_active_member_sees_the_realm(server: str) -> None:
-    session = signed_in(server, "ada")
+    session = signed_in(server, "ada", PASSWORD)
     index = session.get(f"{server}/", timeout=TIMEOUT)
     assert "<h2>Presence in realm pages</h2>" in index.text
     assert REFUSED not in index.text
@@ -81,7 +69,7 @@ def test_an_active_member_sees_the_realm(server: str) -> None:
     [("dora", "USER_DEACTIVATED"), ("rita", "REALM_DEACTIVATED"), ("nobody", "UNAUTHORIZED")],
 )
 def test_the_pages_refuse_whom_the_api_refuses(server: str, username: str, api_code: str) -> None:
-    session = signed_in(server, username)
+    session = signed_in(server, username, PASSWORD)
     index = session.get(f"{server}/", timeout=TIMEOUT)
     assert index.status_code == 200
     assert REFUSED in index.text

@@ -4,66 +4,20 @@ project with EXAMPLE_PG_NAME, on a database of their own that the test creates a
 
 from __future__ import annotations
 
-import os
-import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import requests
-from psycopg import sql
 
 from loopback.example import Account, ExampleServer, create_accounts, manage
 from loopback.server import free_port
 
-PG_HOST = os.environ.get("PRESENCE_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("PRESENCE_TEST_PG_PORT", "5432"))
-PG_USER = os.environ.get("PRESENCE_TEST_PG_USER", "postgres")
-PG_PASSWORD = os.environ.get("PRESENCE_TEST_PG_PASSWORD", "")
+from .example_postgres import REQUIRES_POSTGRES
+
 TIMEOUT = 10  # seconds, for every request
 
-
-def postgres_reachable() -> bool:
-    try:
-        socket.create_connection((PG_HOST, PG_PORT), timeout=2).close()
-    except OSError:
-        return False
-    return True
-
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not postgres_reachable(),
-        reason=f"two server processes share one PostgreSQL database; none at {PG_HOST}:{PG_PORT}",
-    ),
-]
-
-
-def admin_connection() -> psycopg.Connection:
-    return psycopg.connect(
-        host=PG_HOST,
-        port=PG_PORT,
-        user=PG_USER,
-        password=PG_PASSWORD,
-        dbname="postgres",
-        autocommit=True,
-    )
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    base = os.environ.get("PRESENCE_TEST_PG_NAME", "django_presence")
-    name = f"{base}_multiprocess_{os.getpid()}"
-    with admin_connection() as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield name
-    with admin_connection() as conn:
-        drop = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
-        conn.execute(sql.SQL(drop).format(sql.Identifier(name)))
+pytestmark = [pytest.mark.e2e, REQUIRES_POSTGRES]
 
 
 def post_presence(url: str, account: Account, **params: str) -> dict[str, object]:
@@ -78,9 +32,9 @@ def post_presence(url: str, account: Account, **params: str) -> dict[str, object
     return body
 
 
-def test_a_report_to_one_process_is_seen_by_a_poll_on_another(database, tmp_path: Path):
+def test_a_report_to_one_process_is_seen_by_a_poll_on_another(example_pg_database, tmp_path: Path):
     unused_sqlite = tmp_path / "unused.sqlite3"
-    env = {"EXAMPLE_PG_NAME": database}
+    env = {"EXAMPLE_PG_NAME": example_pg_database}
     manage(unused_sqlite, "migrate", **env)
     accounts = create_accounts(unused_sqlite, {"alice": "multi", "bob": "multi"}, **env)
     alice, bob = accounts["alice"], accounts["bob"]

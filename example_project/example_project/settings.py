@@ -6,7 +6,8 @@ EXAMPLE_PRESENCE_API_RATE (the presence API's per-user rate limit, e.g. "3/min")
 EXAMPLE_EVENT_REDIS_URL and EXAMPLE_EVENT_REDIS_KEY_PREFIX (event queues in Redis),
 EXAMPLE_USER_LIMIT_FOR_EVENTS, EXAMPLE_PRESENCE_OFFLINE_THRESHOLD_SECS,
 EXAMPLE_PRESENCE_PING_INTERVAL_SECS and EXAMPLE_PRESENCE_UPDATE_MIN_FREQ_SECONDS (the PRESENCE_*
-settings of the same names), and EXAMPLE_PG_NAME (a PostgreSQL database instead of the SQLite
+settings of the same names), EXAMPLE_TRANSITIONS_LOG (a file the demo app appends each
+presence_status_changed to), and EXAMPLE_PG_NAME (a PostgreSQL database instead of the SQLite
 file; see docs/example-project.md).
 """
 

@@ -225,7 +225,7 @@ class _Listener(threading.Thread):
                 now = time.monotonic()
                 if message is not None:
                     answered = now
-                    self._handle(message)
+                    self._on_message(message)
                 elif now - answered > LISTENER_PING_SECS + SOCKET_TIMEOUT_SECS:
                     raise redis.TimeoutError("Redis did not answer the subscriber's PING")
                 if now >= next_ping:
@@ -235,7 +235,7 @@ class _Listener(threading.Thread):
             pubsub.close()
             client.close()
 
-    def _handle(self, message: dict[str, Any]) -> None:
+    def _on_message(self, message: dict[str, Any]) -> None:
         if message["type"] == "psubscribe":
             self.subscribed.set()
             registry.wake_all()
