@@ -755,7 +755,7 @@ def test_presence_timers_once_announces_what_is_due(
         django_capture_on_commit_callbacks(execute=True),
     ):
         call_command("presence_timers", "--once", stdout=out)
-    assert out.getvalue() == "presence status transitions: 1\n"
+    assert out.getvalue() == "presence status transitions: 1\nuser status ends: 0\n"
     assert [(s["old_status"], s["new_status"], s["late"]) for s in sent] == [
         ("active", "offline", True)
     ]

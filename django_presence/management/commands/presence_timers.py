@@ -1,7 +1,8 @@
 """``manage.py presence_timers``: the sweeper of work that falls due by time alone (status
-transitions, django_presence.timers) as a worker of its own, for sites that set
-PRESENCE_TIMERS_IN_PROCESS = False on their web processes (docs/scaling.md). Any number of
-workers may run: each transition is still announced once."""
+transitions, and user statuses that end at their end time; django_presence.timers) as a worker
+of its own, for sites that set PRESENCE_TIMERS_IN_PROCESS = False on their web processes
+(docs/scaling.md). Any number of workers may run: each transition is still announced once,
+and each status ended once."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from django_presence import timers
 
 
 class Command(BaseCommand):
-    help = "Announce presence status changes as they fall due, until stopped (SIGTERM or ^C)."
+    help = (
+        "Announce presence status changes and end user statuses as they fall due, until "
+        "stopped (SIGTERM or ^C)."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
