@@ -71,6 +71,7 @@ def test_every_signal_argument_is_documented(make_member, django_capture_on_comm
         with django_capture_on_commit_callbacks(execute=True):
             actions.do_update_user_presence(member, log_time=timezone.now(), status="active")
             actions.do_set_presence_enabled(member, False)
+            actions.check_update_user_status(member, acting_user=None, status_text="docs")
     finally:
         for name, receiver in receivers.items():
             getattr(signals, name).disconnect(receiver)
