@@ -7,7 +7,8 @@ EXAMPLE_EVENT_REDIS_URL and EXAMPLE_EVENT_REDIS_KEY_PREFIX (event queues in Redi
 EXAMPLE_USER_LIMIT_FOR_EVENTS, EXAMPLE_PRESENCE_OFFLINE_THRESHOLD_SECS,
 EXAMPLE_PRESENCE_PING_INTERVAL_SECS and EXAMPLE_PRESENCE_UPDATE_MIN_FREQ_SECONDS (the PRESENCE_*
 settings of the same names), EXAMPLE_TRANSITIONS_LOG (a file the demo app appends each
-presence_status_changed to), and EXAMPLE_PG_NAME (a PostgreSQL database instead of the SQLite
+presence_status_changed to), EXAMPLE_USER_STATUS_LOG (the same for user_status_changed), and
+EXAMPLE_PG_NAME (a PostgreSQL database instead of the SQLite
 file; see docs/example-project.md).
 """
 
