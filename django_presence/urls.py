@@ -29,5 +29,6 @@ urlpatterns = [
     path("events", event_views.events_view, name="events"),
     # An extension outside Zulip's API (docs/directory.md).
     path("directory/members", DirectoryMembersView.as_view(), name="directory-members"),
-    re_path(r"^(?P<unmatched_path>.*)$", api_not_found, name="not-found"),
+    # (?s): line breaks too (users/%0A/status matches no route and is still JSON).
+    re_path(r"^(?P<unmatched_path>(?s:.*))$", api_not_found, name="not-found"),
 ]
