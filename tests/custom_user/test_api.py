@@ -171,15 +171,19 @@ def test_single_user_presence_by_custom_email_and_id(make_email_member, api_clie
         "result": "success",
         "msg": "",
         "presence": {
-            "website": {"status": "active", "timestamp": ts(TWO_MINUTES_AGO)},
+            "active_timestamp": ts(TWO_MINUTES_AGO),
+            "idle_timestamp": ts(TWO_MINUTES_AGO),
             "aggregated": {"status": "active", "timestamp": ts(TWO_MINUTES_AGO)},
+            "website": {"status": "active", "timestamp": ts(TWO_MINUTES_AGO)},
         },
     }
 
     for name in ("laertes@example.org", "LAERTES@example.org", str(laertes.user_id)):
         response = client.get(f"/api/v1/users/{name}/presence")
         assert response.status_code == 200, name
-        assert response.json() == expected, name
+        body = response.json()
+        assert isinstance(body.pop("server_timestamp"), float)
+        assert body == expected, name
 
     response = client.get("/api/v1/users/nobody@example.org/presence")
     assert response.status_code == 400
@@ -226,3 +230,19 @@ def test_access_limits_without_groups(make_email_member, api_client_for, setting
     }
     response = member_client.get("/api/v1/users/guest@example.org/presence")
     assert response.status_code == 200
+
+
+def test_user_status_with_a_custom_user_model(make_email_member, api_client_for) -> None:
+    ophelia = make_email_member(user__email="ophelia@example.org")
+    laertes = make_email_member(user__email="laertes@example.org")
+    response = api_client_for(laertes).post(
+        "/api/v1/users/me/status", {"status_text": "fencing", "emoji_name": "car"}
+    )
+    assert response.json() == {"result": "success", "msg": ""}
+    response = api_client_for(ophelia).get(f"/api/v1/users/{laertes.user_id}/status")
+    assert response.json()["status"] == {
+        "status_text": "fencing",
+        "emoji_name": "car",
+        "emoji_code": "1f697",
+        "reaction_type": "unicode_emoji",
+    }

@@ -38,6 +38,7 @@ def test_listing_orders_and_searches_by_email(make_email_member, api_client_for)
             "status": "active",
             "active_timestamp": int((NOW - timedelta(seconds=5)).timestamp()),
             "idle_timestamp": int((NOW - timedelta(seconds=5)).timestamp()),
+            "user_status": {},
         },
         {
             "user_id": bea.user_id,
@@ -47,6 +48,7 @@ def test_listing_orders_and_searches_by_email(make_email_member, api_client_for)
             "status": "never",
             "active_timestamp": None,
             "idle_timestamp": None,
+            "user_status": {},
         },
     ]
     assert [m["user_id"] for m in searched["members"]] == [bea.user_id]
