@@ -574,3 +574,25 @@ def test_a_realm_that_forbids_invisible_mode(org, realm, hamlet, othello, settin
     success(org.set_status(hamlet, away="true"))
     hamlet.refresh_from_db()
     assert hamlet.presence_enabled is False
+
+
+def test_a_status_event_that_could_not_be_published_ends_the_realms_older_queues(
+    org, hamlet, othello, monkeypatch, caplog
+):
+    from django_presence.events.backends import get_event_backend
+    from django_presence.models import PresenceSequence
+
+    older = org.queue(othello)
+
+    def down(realm_id: int, entry: Any) -> None:
+        raise ConnectionError("the event backend is down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(get_event_backend(), "publish", down)
+        success(org.set_status(hamlet, status_text="unheard"))
+    assert f"Could not publish the user_status event of user {hamlet.user_id}" in caplog.text
+    assert PresenceSequence.objects.get(realm=hamlet.realm).events_lost == 1
+    response = org.client(othello).get(
+        "/api/v1/events", {"queue_id": older, "last_event_id": "-1", "dont_block": "true"}
+    )
+    assert response.json()["code"] == "BAD_EVENT_QUEUE_ID"
