@@ -340,9 +340,17 @@ class UserStatusSchema(OpenApiViewExtension):
     target_class = "django_presence.views.UserStatusView"
 
     def view_replacement(self) -> type[Any]:
+        # The path's int converter takes digits only: anything else is another path (404).
+        user_id = OpenApiParameter(
+            "user_id",
+            {"type": "integer", "minimum": 0},
+            OpenApiParameter.PATH,
+            description="The member's user id.",
+        )
         get = extend_schema(
             operation_id="get-user-status",
             summary="A user's status",
+            parameters=[user_id],
             request=None,
             responses=_responses(
                 _success({"status": USER_STATUS}, ("status",)), AUTHENTICATED_ERRORS
@@ -351,6 +359,7 @@ class UserStatusSchema(OpenApiViewExtension):
         post = extend_schema(
             operation_id="update-status-for-user",
             summary="Change a user's status (organization administrators)",
+            parameters=[user_id],
             request={FORM_MEDIA_TYPE: UpdateStatusForUserParams},
             responses=_responses(_success(), BODY_ERRORS),
         )
