@@ -260,7 +260,8 @@ def test_the_directory_lists_members_and_follows_presence_live(
     # The list: every human member of the realm, the viewer (admin) active.
     everyone.wait_for_rows(lambda rows: set(rows) == SEEDED_HUMANS)
     everyone.wait_for_rows(lambda rows: rows["admin@example.com"] == ("active", "active now"))
-    assert everyone.rows()["carol@example.com"] == ("offline", "offline")  # seeded 2 hours ago
+    # Seeded 2 hours ago.
+    assert everyone.rows()["carol@example.com"] == ("offline", "last seen 2 hours ago")
     everyone.screenshot("directory-list.png")
 
     # Carol and dave come online: each page shows them within the bound, no reload.
@@ -471,3 +472,45 @@ def _record(**measurements: dict[str, float]) -> None:
         for kind, values in measurements.items()
     }
     (ARTIFACTS / "browser-directory.json").write_text(json.dumps(rounded, indent=2) + "\n")
+
+
+STATUS_CELLS_SCRIPT = """
+() => Object.fromEntries(Array.from(document.querySelectorAll('#members tr[data-member]')).map(
+  (row) => [row.dataset.member, row.querySelector('[data-user-status]').textContent]))
+"""
+
+
+def test_the_directory_shows_statuses_and_follows_them_live(
+    new_context: Callable[[], Any], site: Site
+) -> None:
+    """A status set through the API shows at once (a user_status event), and goes at its end
+    time (the sweeper's clearing event), with no reload."""
+    directory = open_directory(new_context(), site.url)
+
+    def status_cells() -> dict[str, str]:
+        cells: dict[str, str] = directory.page.evaluate(STATUS_CELLS_SCRIPT)
+        return cells
+
+    def wait_for_status(email: str, text: str) -> float:
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while status_cells()[email] != text:
+            assert time.monotonic() < deadline, status_cells()
+            time.sleep(0.05)
+        return time.time()
+
+    email = "dave@example.com"
+    end = int(time.time()) + 4
+    sent_at = time.time()
+    response = requests.post(
+        f"{site.url}/api/v1/users/me/status",
+        data={"status_text": "At lunch", "emoji_name": "car", "scheduled_end_time": str(end)},
+        headers={"Authorization": basic_auth(email, site.api_keys[email])},
+        timeout=REQUEST_TIMEOUT,
+    )
+    assert response.json() == {"result": "success", "msg": ""}
+    shown_at = wait_for_status(email, "\N{AUTOMOBILE} At lunch")
+    assert shown_at - sent_at < LIVE_WITHIN_SECS
+    directory.screenshot("directory-status.png")
+    gone_at = wait_for_status(email, "")
+    assert end <= gone_at < end + LIVE_WITHIN_SECS + 0.5
+    assert directory.page.evaluate("window.sameDocument") is True
