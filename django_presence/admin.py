@@ -367,6 +367,15 @@ class RealmMemberAdmin(ModelAdmin[RealmMember]):
             else:
                 actions.do_deactivate_member(obj)
         if "presence_enabled" in changed:
+            if not (obj.presence_enabled or obj.realm.invisible_mode_allowed):
+                self.message_user(
+                    request,
+                    gettext(
+                        "Presence stays enabled: the organization does not allow invisible mode."
+                    ),
+                    messages.WARNING,
+                )
+                return
             # do_set_presence_enabled needs a transaction of its own (durable), and the admin
             # saves inside one: run it as soon as the admin's transaction has committed.
             transaction.on_commit(partial(_set_presence_enabled, obj.pk, obj.presence_enabled))
@@ -394,7 +403,18 @@ class RealmMemberAdmin(ModelAdmin[RealmMember]):
 
     @admin.action(description=_("Turn invisible mode on"), permissions=["change"])
     def turn_invisible_mode_on(self, request: HttpRequest, queryset: QuerySet[RealmMember]) -> None:
-        count = _schedule_set_presence_enabled(queryset, False)
+        # The realm's policy holds here too (Realm.invisible_mode_allowed).
+        forbidden = queryset.filter(realm__invisible_mode_allowed=False, presence_enabled=True)
+        if skipped := forbidden.count():
+            message = ngettext(
+                "Skipped %(count)d member: their organization does not allow invisible mode.",
+                "Skipped %(count)d members: their organization does not allow invisible mode.",
+                skipped,
+            )
+            self.message_user(request, message % {"count": skipped}, messages.WARNING)
+        count = _schedule_set_presence_enabled(
+            queryset.filter(realm__invisible_mode_allowed=True), False
+        )
         message = ngettext(
             "Turned invisible mode on for %(count)d member.",
             "Turned invisible mode on for %(count)d members.",

@@ -215,3 +215,31 @@ def test_forbidding_invisible_mode_in_the_admin(
     realm.refresh_from_db()
     invisible.refresh_from_db()
     assert (realm.invisible_mode_allowed, invisible.presence_enabled) == (False, True)
+
+
+def test_the_admin_keeps_the_invisible_mode_policy(
+    admin_client, realm, django_capture_on_commit_callbacks
+):
+    member = MemberFactory(realm=realm)
+    actions.do_set_realm_invisible_mode_allowed(realm, False)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            url("realmmember"),
+            {"action": "turn_invisible_mode_on", "_selected_action": [member.pk]},
+            follow=True,
+        )
+    assert messages_of(response)[:2] == [
+        "Skipped 1 member: their organization does not allow invisible mode.",
+        "Turned invisible mode on for 0 members.",
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            url("realmmember", "change", member.pk),
+            {"role": member.role, "is_active": "on", "_save": "Save"},
+            follow=True,
+        )
+    assert "Presence stays enabled: the organization does not allow invisible mode." in (
+        messages_of(response)
+    )
+    member.refresh_from_db()
+    assert member.presence_enabled is True
