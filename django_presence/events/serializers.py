@@ -34,8 +34,8 @@ class JsonBooleanDictField(JsonField):
 
 
 def _refuse_unsupported(event_types: list[str], supported: frozenset[str]) -> list[str]:
-    """This server sends presence events only: a queue asking for others would wait for events
-    that never come, so it is refused rather than silently half-served."""
+    """This server sends presence and user_status events only: a queue asking for others
+    would wait for events that never come, so it is refused rather than silently half-served."""
     for event_type in event_types:
         if event_type not in supported:
             raise serializers.ValidationError(f"Unsupported event type: {event_type}")
