@@ -243,3 +243,25 @@ def test_events_through_the_api(
     assert get_events(watcher, queue_id=queue_id, last_event_id=1).json()["code"] == (
         "BAD_EVENT_QUEUE_ID"
     )
+
+
+@pytest.mark.django_db
+def test_user_status_events_through_redis(
+    backend, make_member, api_client_for, django_capture_on_commit_callbacks
+):
+    """A user_status entry goes through the stream as JSON, and each queue shapes it: the end
+    time in the owner's queue only."""
+    hamlet, othello = make_member(), make_member()
+    owner, watcher = api_client_for(hamlet), api_client_for(othello)
+    own_queue = register_queue(owner, event_types=["user_status"])
+    other_queue = register_queue(watcher, event_types=["user_status"])
+    end = int(time.time()) + 3600
+    with django_capture_on_commit_callbacks(execute=True):
+        response = owner.post(
+            "/api/v1/users/me/status",
+            {"status_text": "away", "scheduled_end_time": str(end)},
+        )
+    assert success(response) == {"result": "success", "msg": ""}
+    event = {"type": "user_status", "user_id": hamlet.user_id, "status_text": "away", "id": 0}
+    assert poll(owner, own_queue) == [{**event, "scheduled_end_time": end}]
+    assert poll(watcher, other_queue) == [event]
