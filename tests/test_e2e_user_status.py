@@ -1,7 +1,8 @@
 """User status end to end: the example project in real server processes, driven by the unmodified
 ``zulip`` package (call_endpoint, register, get_events) and the unmodified ``zulip-js`` npm
 package (callEndpoint, multipart bodies); and a status that ends on time in the server process,
-with the sweeper the process starts itself, then again after a restart (late).
+with the sweeper the process starts itself, then again after a restart (late), and with two
+processes on one PostgreSQL database (once).
 
 zulip-js is installed with npm into a temporary folder; without node and npm that test skips
 and says so. Runs in the SQLite run only, like the other example-project tests."""
@@ -26,6 +27,7 @@ from loopback.example import Account, ExampleServer, create_accounts, manage
 from loopback.server import free_port
 
 from .e2e_server import SQLITE_RUN_ONLY
+from .example_postgres import REQUIRES_POSTGRES
 
 pytestmark = [pytest.mark.e2e, SQLITE_RUN_ONLY]
 
@@ -418,3 +420,32 @@ def test_a_status_that_ended_while_the_server_was_down_ends_late(tmp_path: Path)
     assert line["late"] is True
     # Sent at the restart: the server's first request started its sweeper.
     assert 0 <= line["sent_at"] - restarted_at < 10
+
+
+@REQUIRES_POSTGRES
+def test_statuses_end_once_across_two_processes(tmp_path: Path, example_pg_database: str) -> None:
+    """Two server processes on one PostgreSQL database, both sweeping: each status ends once,
+    on time, by one process or the other."""
+    unused_sqlite = tmp_path / "unused.sqlite3"
+    log = tmp_path / "user_status.jsonl"
+    env = {"EXAMPLE_USER_STATUS_LOG": str(log), "EXAMPLE_PG_NAME": example_pg_database}
+    manage(unused_sqlite, "migrate", "--verbosity=0", **env)
+    names = [f"member{n}" for n in range(6)]
+    accounts = create_accounts(unused_sqlite, dict.fromkeys(names, "pair"), **env)
+    first = ExampleServer(unused_sqlite, free_port(), tmp_path / "first.log", **env)
+    try:
+        second = ExampleServer(unused_sqlite, free_port(), tmp_path / "second.log", **env)
+        try:
+            end = int(time.time()) + 3
+            for index, name in enumerate(names):
+                # Through both processes: each starts its sweeper with its first request.
+                set_status_until((first, second)[index % 2], accounts[name], "busy", end)
+            time.sleep(max(0.0, end + PROMPTNESS + 1 - time.time()))
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+    for name in names:
+        [line] = ended_lines(log, accounts[name].user_id)
+        assert line["late"] is False
+        assert end <= line["sent_at"] < end + PROMPTNESS
