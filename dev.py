@@ -69,7 +69,7 @@ class Step:
 
 
 def cell_steps(
-    database: str, pytest_args: Sequence[str], *, fault_suite: bool = True, coverage: bool = False
+    database: str, pytest_args: Sequence[str], *, nox_cell: bool = False, coverage: bool = False
 ) -> list[Step]:
     """What a cell of the test matrix runs, on "sqlite" or "postgres", once the project is
     installed. noxfile.py runs these in each cell's virtualenv, `python3 dev.py test` in .venv
@@ -77,13 +77,14 @@ def cell_steps(
     depend on the database: the SQLite cell runs them.
 
     The fault suite starts server processes on a PostgreSQL of its own, whatever the cell's
-    database, so it runs once, in .venv: nox's cells pass ``fault_suite=False`` (named in
-    ``pytest_args``, it runs there too). With ``coverage``, the pytest runs add the package's
-    branch coverage to .coverage (COVERAGE_REPORT reads it)."""
+    database, and the tests marked ``once`` are long real-server runs: they run once, in .venv,
+    and nox's cells (``nox_cell``) leave them out (named in ``pytest_args``, they run there
+    too). With ``coverage``, the pytest runs add the package's branch coverage to .coverage
+    (COVERAGE_REPORT reads it)."""
     pytest = (
         "-m",
         "pytest",
-        *(() if fault_suite else (f"--ignore={FAULT_SUITE}",)),
+        *((f"--ignore={FAULT_SUITE}", "-m", "not once") if nox_cell else ()),
         *(("--cov", "--cov-append", "--cov-report=") if coverage else ()),
         *pytest_args,
     )

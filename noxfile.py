@@ -80,7 +80,7 @@ def tests(session: nox.Session, django: str, database: str) -> None:
         session.skip(f"PostgreSQL not reachable at {host}:{port}")
     session.install("-e", ".[test]", django)
     session.run("python", "-c", VERSIONS)
-    for step in cell_steps(database, session.posargs, fault_suite=False):
+    for step in cell_steps(database, session.posargs, nox_cell=True):
         if step.skipped:
             session.log(f"{step.name}: skipped, {step.skipped}")
         else:

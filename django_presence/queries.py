@@ -4,8 +4,8 @@ so the indexes that lead with the realm serve it. Nothing here writes."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from django.contrib.auth import get_user_model
@@ -156,9 +156,9 @@ def read_realm_presence(
     rows = _RealmRows(
         database=presence_settings.READ_DATABASE or router.db_for_read(UserPresence),
         realm_id=realm.pk,
-        after_update_id=last_update_id,
+        after_update_id=_update_id_bound(last_update_id),
         # Incremental reads only: a full read takes the whole realm either way.
-        up_to_update_id=newest_update_id if connected_since is None else None,
+        up_to_update_id=_update_id_bound(newest_update_id) if connected_since is None else None,
         connected_since=connected_since,
         accessible_user_ids=accessible_user_ids(viewer),
     )
@@ -192,6 +192,18 @@ class EpochMicroseconds(Func):
             f" + CAST(substr({sql} || '.000000', 21, 6) AS INTEGER))"
         )
         return super().as_sql(compiler, connection, template=template, **extra)
+
+
+# The update ids a read compares with: those of the column (a positive 64-bit integer).
+_LARGEST_UPDATE_ID = 2**63 - 1
+
+
+def _update_id_bound(update_id: int | None) -> int | None:
+    """A client's cursor as a bound the column can be compared with: below 0 it bounds nothing
+    (update ids are never negative), above the largest id it is the largest id."""
+    if update_id is None or update_id < 0:
+        return None
+    return min(update_id, _LARGEST_UPDATE_ID)
 
 
 @dataclass(frozen=True)
@@ -241,10 +253,79 @@ class _RealmRows:
         )
 
     def sql(self, *, by_email: bool) -> tuple[str, tuple[Any, ...]]:
-        """queryset() as SQL for this database, to run on a plain cursor."""
-        query = self.queryset(by_email=by_email).query
-        sql, params = query.get_compiler(using=self.database).as_sql()
+        """queryset() as SQL for this database, to run on a plain cursor. Compiled once per
+        shape (which conditions are given) and kept: building and compiling the QuerySet
+        costs more than running it on a small incremental poll."""
+        if self.accessible_user_ids is not None:  # its subquery's SQL depends on the viewer
+            return self._compiled(self, by_email)
+        shape = (
+            self.database,
+            by_email,
+            self.after_update_id is not None,
+            self.up_to_update_id is not None,
+            self.connected_since is not None,
+        )
+        compiled = _COMPILED_READS.get(shape)
+        if compiled is None:
+            compiled = _COMPILED_READS[shape] = self._placeholders().compiled_template(by_email)
+        sql, slots = compiled
+        values = {
+            _REALM: self.realm_id,
+            _AFTER: self.after_update_id,
+            _UP_TO: self.up_to_update_id,
+            _SINCE: connections[self.database].ops.adapt_datetimefield_value(self.connected_since),
+        }
+        return sql, tuple(values[slot] if isinstance(slot, _Slot) else slot for slot in slots)
+
+    def _placeholders(self) -> _RealmRows:
+        """The same shape with a recognisable value in place of each variable."""
+        return replace(
+            self,
+            realm_id=_REALM.sentinel,
+            after_update_id=None if self.after_update_id is None else _AFTER.sentinel,
+            up_to_update_id=None if self.up_to_update_id is None else _UP_TO.sentinel,
+            connected_since=None if self.connected_since is None else _SINCE_SENTINEL,
+        )
+
+    def compiled_template(self, by_email: bool) -> tuple[str, tuple[Any, ...]]:
+        """The SQL, and for each parameter either the _Slot it comes from or its constant."""
+        sql, params = self._compiled(self, by_email)
+        since = connections[self.database].ops.adapt_datetimefield_value(_SINCE_SENTINEL)
+        slots: list[Any] = []
+        for param in params:
+            if isinstance(param, int) and not isinstance(param, bool):
+                slot = _SLOTS_BY_SENTINEL.get(int(param))
+                slots.append(slot if slot is not None else param)
+            elif param in (since, _SINCE_SENTINEL):
+                slots.append(_SINCE)
+            else:
+                slots.append(param)
+        return sql, tuple(slots)
+
+    @staticmethod
+    def _compiled(rows: _RealmRows, by_email: bool) -> tuple[str, tuple[Any, ...]]:
+        query = rows.queryset(by_email=by_email).query
+        sql, params = query.get_compiler(using=rows.database).as_sql()
         return sql, tuple(params)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A variable of a realm read, and the value that stands for it while compiling."""
+
+    name: str
+    sentinel: int
+
+
+# Within every column's range, so that Django compiles the same conditions as for real values.
+_REALM = _Slot("realm", 7_000_000_000_000_000_001)
+_AFTER = _Slot("after update id", 7_000_000_000_000_000_002)
+_UP_TO = _Slot("up to update id", 7_000_000_000_000_000_003)
+_SINCE = _Slot("connected since", 0)
+_SINCE_SENTINEL = datetime(1903, 3, 7, 11, 13, 17, 191923, tzinfo=UTC)
+_SLOTS_BY_SENTINEL = {slot.sentinel: slot for slot in (_REALM, _AFTER, _UP_TO)}
+# The realm reads' SQL by shape (database, key, which conditions are given): see _RealmRows.sql.
+_COMPILED_READS: dict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = {}
 
 
 def loaded_update_id(realm: Realm) -> int | None:

@@ -43,6 +43,7 @@ from .test_schema import OPERATIONS
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.browser,
+    pytest.mark.once,
     SQLITE_RUN_ONLY,
 ]
 

@@ -10,7 +10,7 @@ from django.db import NotSupportedError, connection
 from django.db.models.functions import Coalesce
 
 from django_presence.models import UserPresence
-from django_presence.queries import EpochMicroseconds, get_presence_dict_by_realm
+from django_presence.queries import EpochMicroseconds, _RealmRows, get_presence_dict_by_realm
 
 pytestmark = pytest.mark.django_db
 
@@ -67,3 +67,24 @@ def test_other_databases_are_refused_with_a_clear_error(monkeypatch):
     query = UserPresence.objects.values_list(EpochMicroseconds("last_active_time"))
     with pytest.raises(NotSupportedError, match="need PostgreSQL or SQLite"):
         str(query.query)
+
+
+@pytest.mark.parametrize("by_email", [False, True])
+@pytest.mark.parametrize("after", [None, 0, 7, 2**63 - 1])
+@pytest.mark.parametrize("up_to", [None, 9])
+@pytest.mark.parametrize("since", [None, datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)])
+def test_the_kept_sql_is_the_freshly_compiled_sql(by_email, after, up_to, since):
+    """_RealmRows.sql keeps one compiled statement per shape and fills in the values: the same
+    statement and parameters as compiling the declaration for these values."""
+    rows = _RealmRows(
+        database="default",
+        realm_id=42,
+        after_update_id=after,
+        up_to_update_id=up_to,
+        connected_since=since,
+        accessible_user_ids=None,
+    )
+    kept_sql, kept_params = rows.sql(by_email=by_email)
+    fresh_sql, fresh_params = _RealmRows._compiled(rows, by_email)
+    assert kept_sql == fresh_sql
+    assert kept_params == fresh_params

@@ -26,7 +26,7 @@ from .e2e_server import SQLITE_RUN_ONLY
 from .example_postgres import REQUIRES_POSTGRES
 
 # Once per CI run: the PostgreSQL test makes a database of its own whatever the run's database.
-pytestmark = [pytest.mark.e2e, SQLITE_RUN_ONLY]
+pytestmark = [pytest.mark.e2e, pytest.mark.once, SQLITE_RUN_ONLY]
 
 THRESHOLD = 23
 PROMPTNESS = 2.0  # seconds: the guarantee
