@@ -29,7 +29,8 @@ from loopback.server import free_port
 from .e2e_server import SQLITE_RUN_ONLY
 from .example_postgres import REQUIRES_POSTGRES
 
-pytestmark = [pytest.mark.e2e, SQLITE_RUN_ONLY]
+# Real server processes, npm and waits for end times: once, in dev.py's own run.
+pytestmark = [pytest.mark.e2e, pytest.mark.once, SQLITE_RUN_ONLY]
 
 TIMEOUT = 10  # seconds, for every raw request
 PROMPTNESS = 2.0  # seconds: the guarantee of a status's end
