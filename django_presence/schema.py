@@ -446,6 +446,11 @@ DIRECTORY_MEMBER = _object(
         "status": {"type": "string", "enum": list(DIRECTORY_STATUSES)},
         "active_timestamp": {**TIMESTAMP, "nullable": True},
         "idle_timestamp": {**TIMESTAMP, "nullable": True},
+        "user_status": {
+            **USER_STATUS,
+            "description": "The member's status as GET users/<user_id>/status shows it to the "
+            "caller.",
+        },
     },
     (
         "user_id",
@@ -455,6 +460,7 @@ DIRECTORY_MEMBER = _object(
         "status",
         "active_timestamp",
         "idle_timestamp",
+        "user_status",
     ),
 )
 
