@@ -596,3 +596,20 @@ def test_a_status_event_that_could_not_be_published_ends_the_realms_older_queues
         "/api/v1/events", {"queue_id": older, "last_event_id": "-1", "dont_block": "true"}
     )
     assert response.json()["code"] == "BAD_EVENT_QUEUE_ID"
+
+
+def test_the_tables_agree_with_the_packages_own_lookups():
+    """name_to_codepoint and codepoint_to_name are the package's table read as Zulip's
+    build_emoji reads it: checked against the package's own lookups (every 10th name; each
+    lookup scans the whole table)."""
+    from zulip_emoji_mapping import ZulipEmojiMapping
+
+    names = sorted(name_to_codepoint())
+    assert len(names) > 2000
+    for name in names[::10]:
+        code = name_to_codepoint()[name]
+        character = ZulipEmojiMapping.get_emoji_by_name(name)
+        assert unicode_character(code) == character.replace("\ufe0f", ""), name
+        # (The package's reverse lookup, get_emoji_name, does not zero-pad codes such as
+        # 00a9, so it is not used.)
+        assert name_to_codepoint()[codepoint_to_name()[code]] == code, name
