@@ -129,7 +129,8 @@ class PresenceSettings:
     @property
     def TIMERS_IN_PROCESS(self) -> bool:
         """Whether each server process sweeps for work that falls due by time alone (status
-        transitions); False when ``manage.py presence_timers`` runs as a worker instead."""
+        transitions, user statuses that end); False when ``manage.py presence_timers`` runs as
+        a worker instead."""
         return bool(self._get("PRESENCE_TIMERS_IN_PROCESS"))
 
     @property
