@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -44,9 +45,11 @@ RESULTS = Path(__file__).resolve().parent / "results" / "events.json"
 REDIS_URL = os.environ.get("PRESENCE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 USER_LIMIT_FOR_EVENTS = 100_000
 SMOKE_QUEUES = 50
+BACKENDS = ("in_process", "redis")
 
 PHASE_TIMEOUT_SECS = 120
 DELIVERY_TIMEOUT_SECS = 30
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 REGISTER_CONCURRENCY = 32
 # The polls are all waiting once the servers have been idle for QUIET_SAMPLES samples in a row.
 SETTLE_FLOOR_SECS = 1.0
@@ -65,6 +68,12 @@ class Round:
     # CPU time the server processes spent from the write until every poll had its answer:
     # unlike the latencies, it does not depend on what else the machine is doing.
     server_cpu_ms: float
+    # The whole delivery cycle: from the write until every client, having had its answer, has
+    # polled again (acknowledging the event) and waits; less the servers' idle CPU over as long
+    # (measured while the polls settled before the write). Per delivered event: the cost the
+    # issue's target is about, the write itself included, spread over every delivery.
+    cycle_cpu_ms: float
+    cycle_cpu_per_delivery_us: float
     answered_before_the_write: int
     latency_ms: dict[str, float]
 
@@ -80,7 +89,11 @@ class Scenario:
     latency_ms: dict[str, float] = field(default_factory=dict)
     latency_after_post_response_ms: dict[str, float] = field(default_factory=dict)
     rounds: list[Round] = field(default_factory=list)
+    # The median over the rounds of the cycle's CPU per delivered event.
+    cpu_per_delivery_us: float = 0.0
     server_rss_mib: dict[str, float] = field(default_factory=dict)
+    # (polls waiting - queues registered) / queues: the connection and the waiting poll.
+    memory_per_waiting_poll_kib: float = 0.0
     redis_used_memory_mib: dict[str, float] = field(default_factory=dict)
 
 
@@ -103,19 +116,35 @@ def cpu_ticks(pids: list[int]) -> int:
     return total
 
 
-async def wait_until_idle(pids: list[int]) -> float:
+@dataclass
+class Settled:
+    secs: float
+    # The servers' CPU while quiet, in ms per second (timers, pings): subtracted from cycles.
+    idle_cpu_ms_per_sec: float
+
+
+async def wait_until_idle(pids: list[int]) -> Settled:
     """Until the servers stop using CPU: every poll has then been read and is waiting.
-    Returns the seconds it took; bounded by PHASE_TIMEOUT_SECS."""
+    Bounded by PHASE_TIMEOUT_SECS."""
     started = time.perf_counter()
     last, quiet = cpu_ticks(pids), 0
+    quiet_ticks, quiet_since = 0, started
     while time.perf_counter() - started < PHASE_TIMEOUT_SECS:
         await asyncio.sleep(SETTLE_SAMPLE_SECS)
         ticks = cpu_ticks(pids)
-        quiet = quiet + 1 if ticks - last <= QUIET_TICKS else 0
+        if ticks - last <= QUIET_TICKS:
+            if quiet == 0:
+                quiet_ticks, quiet_since = 0, time.perf_counter() - SETTLE_SAMPLE_SECS
+            quiet += 1
+            quiet_ticks += ticks - last
+        else:
+            quiet = 0
         last = ticks
         if quiet >= QUIET_SAMPLES and time.perf_counter() - started >= SETTLE_FLOOR_SECS:
             break
-    return round(time.perf_counter() - started, 2)
+    quiet_secs = max(time.perf_counter() - quiet_since, SETTLE_SAMPLE_SECS)
+    idle = quiet_ticks * 1000 / os.sysconf("SC_CLK_TCK") / quiet_secs
+    return Settled(round(time.perf_counter() - started, 2), round(idle, 2))
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -200,54 +229,76 @@ async def run_scenario(
         scenario.register_secs = round(time.perf_counter() - started, 2)
         memory("queues_registered")
 
-        for event_id, subject in enumerate(subjects):
-            polls = [
+        def start_polls(last: int) -> list[asyncio.Task[tuple[float, bytes]]]:
+            return [
                 asyncio.create_task(
-                    long_poll(session, urls[i % len(urls)], account, queue_id, event_id - 1)
+                    long_poll(session, urls[i % len(urls)], account, queue_id, last)
                 )
                 for i, (account, queue_id) in enumerate(zip(watchers, queue_ids, strict=True))
             ]
-            settle_secs = await wait_until_idle(pids)
-            if event_id == 0:
-                memory("polls_waiting")
-            load_average = round(os.getloadavg()[0], 2)
 
-            ticks_before = cpu_ticks(pids)
-            write_started = time.perf_counter()
-            async with session.post(
-                f"{urls[0]}/api/v1/users/me/presence",
-                data={"status": "active"},
-                headers={"Authorization": subject.authorization},
-            ) as response:
-                assert (await response.json())["result"] == "success"
-            write_answered = time.perf_counter()
-            done = await asyncio.wait_for(asyncio.gather(*polls), DELIVERY_TIMEOUT_SECS)
-            server_cpu_ms = (cpu_ticks(pids) - ticks_before) * 1000 / os.sysconf("SC_CLK_TCK")
+        polls = start_polls(-1)
+        settled = await wait_until_idle(pids)
+        memory("polls_waiting")
+        try:
+            for event_id, subject in enumerate(subjects):
+                load_average = round(os.getloadavg()[0], 2)
+                ticks_before = cpu_ticks(pids)
+                write_started = time.perf_counter()
+                async with session.post(
+                    f"{urls[0]}/api/v1/users/me/presence",
+                    data={"status": "active"},
+                    headers={"Authorization": subject.authorization},
+                ) as response:
+                    assert (await response.json())["result"] == "success"
+                write_answered = time.perf_counter()
+                done = await asyncio.wait_for(asyncio.gather(*polls), DELIVERY_TIMEOUT_SECS)
+                server_cpu_ms = (cpu_ticks(pids) - ticks_before) * 1000 / CLOCK_TICKS
+                # As real clients do: every client polls again at once, acknowledging the event.
+                polls = start_polls(event_id)
+                idle_rate = settled.idle_cpu_ms_per_sec
+                settled = await wait_until_idle(pids)
+                cycle_secs = time.perf_counter() - write_started
+                cycle_cpu_ms = (cpu_ticks(pids) - ticks_before) * 1000 / CLOCK_TICKS
+                cycle_cpu_ms = max(0.0, cycle_cpu_ms - idle_rate * cycle_secs)
 
-            round_latencies = []
-            answered_early = 0
-            for received_at, raw in done:
-                body = json.loads(raw)
-                assert body["result"] == "success", body
-                expected = [("presence", subject.user_id, event_id)]
-                assert [(e["type"], e["user_id"], e["id"]) for e in body["events"]] == expected
-                answered_early += "queue_id" not in body
-                round_latencies.append((received_at - write_started) * 1000)
-                after_post.append((received_at - write_answered) * 1000)
-            latencies += round_latencies
-            scenario.rounds.append(
-                Round(
-                    settle_secs=settle_secs,
-                    load_average_before=load_average,
-                    post_secs=round(write_answered - write_started, 4),
-                    server_cpu_ms=round(server_cpu_ms),
-                    answered_before_the_write=answered_early,
-                    latency_ms=percentiles(round_latencies),
+                round_latencies = []
+                answered_early = 0
+                for received_at, raw in done:
+                    body = json.loads(raw)
+                    assert body["result"] == "success", body
+                    expected = [("presence", subject.user_id, event_id)]
+                    assert [(e["type"], e["user_id"], e["id"]) for e in body["events"]] == expected
+                    answered_early += "queue_id" not in body
+                    round_latencies.append((received_at - write_started) * 1000)
+                    after_post.append((received_at - write_answered) * 1000)
+                latencies += round_latencies
+                scenario.rounds.append(
+                    Round(
+                        settle_secs=settled.secs,
+                        load_average_before=load_average,
+                        post_secs=round(write_answered - write_started, 4),
+                        server_cpu_ms=round(server_cpu_ms),
+                        cycle_cpu_ms=round(cycle_cpu_ms),
+                        cycle_cpu_per_delivery_us=round(cycle_cpu_ms * 1000 / len(watchers), 1),
+                        answered_before_the_write=answered_early,
+                        latency_ms=percentiles(round_latencies),
+                    )
                 )
-            )
+        finally:
+            # The last re-polls would wait for the long-poll time: the run is over.
+            for poll in polls:
+                poll.cancel()
+            await asyncio.gather(*polls, return_exceptions=True)
         memory("after_delivery")
 
     scenario.delivered = len(latencies)
+    scenario.cpu_per_delivery_us = statistics.median(
+        r.cycle_cpu_per_delivery_us for r in scenario.rounds
+    )
+    rss = scenario.server_rss_mib
+    waiting = rss["polls_waiting"] - rss["queues_registered"]
+    scenario.memory_per_waiting_poll_kib = round(waiting * 1024 / len(watchers), 1)
     scenario.latency_ms = percentiles(latencies)
     scenario.latency_after_post_response_ms = percentiles(after_post)
 
@@ -282,10 +333,24 @@ def redis_reachable() -> bool:
         client.close()
 
 
-def run(queues: int, rounds: int) -> dict[str, Any]:
-    """Both scenarios (the Redis one only if Redis answers) with ``queues`` long polls each,
-    ``rounds`` members coming online one after the other."""
-    use_redis = redis_reachable()
+def raise_open_files_limit() -> int:
+    """Every poll is a socket in the load generator and in a server (which inherit the limit):
+    the soft limit goes up to the hard one. Returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def run(
+    queues: int, rounds: int, backends: tuple[str, ...] = BACKENDS, redis_processes: int = 2
+) -> dict[str, Any]:
+    """The scenarios of ``backends`` (the Redis one only if Redis answers) with ``queues`` long
+    polls each, ``rounds`` members coming online one after the other."""
+    open_files = raise_open_files_limit()
+    if open_files < queues + 1000:
+        raise SystemExit(f"{queues} polls need more open files than the hard limit {open_files}")
+    use_redis = "redis" in backends and redis_reachable()
     if not use_redis:
         print(f"Redis is not reachable at {REDIS_URL}: the Redis scenario is skipped.")
     results: dict[str, Any] = {
@@ -306,14 +371,16 @@ def run(queues: int, rounds: int) -> dict[str, Any]:
         accounts = seed(db_path, queues + 2 * rounds)
         watchers, subjects = accounts[:queues], accounts[queues:]
         base_env = {"EXAMPLE_USER_LIMIT_FOR_EVENTS": str(USER_LIMIT_FOR_EVENTS)}
-        plans: list[tuple[str, int, dict[str, str]]] = [("in_process", 1, {})]
+        plans: list[tuple[str, int, dict[str, str]]] = []
+        if "in_process" in backends:
+            plans.append(("in_process", 1, {}))
         prefix = f"presence-load-{uuid.uuid4().hex[:12]}"
         if use_redis:
             redis_env = {
                 "EXAMPLE_EVENT_REDIS_URL": REDIS_URL,
                 "EXAMPLE_EVENT_REDIS_KEY_PREFIX": prefix,
             }
-            plans.append(("redis", 2, redis_env))
+            plans.append(("redis", redis_processes, redis_env))
         for index, (backend, processes, env) in enumerate(plans):
             scenario_subjects = subjects[index * rounds : (index + 1) * rounds]
             print(f"{backend}: {queues} long polls on {processes} process(es) ...", flush=True)
@@ -345,10 +412,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--queues", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated")
+    parser.add_argument("--redis-processes", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_QUEUES} queues, no file")
     parser.add_argument("--output", type=Path, default=None, help=f"default: {RESULTS}")
     args = parser.parse_args(argv)
-    results = run(*((SMOKE_QUEUES, 1) if args.smoke else (args.queues, args.rounds)))
+    results = run(
+        *((SMOKE_QUEUES, 1) if args.smoke else (args.queues, args.rounds)),
+        backends=tuple(args.backends.split(",")),
+        redis_processes=args.redis_processes,
+    )
     output = args.output or (None if args.smoke else RESULTS)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
