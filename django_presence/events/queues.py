@@ -8,13 +8,14 @@ a queue when a presence changes: the realm's log holds each change once (docs/ev
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from django_presence.exceptions import ZulipError
 from django_presence.formatting import LEGACY_CLIENT_NAME
@@ -25,6 +26,9 @@ from django_presence.status import legacy_status
 # ("user_status"), user_id and changed (the fields of the owner's event).
 LogEntry = dict[str, Any]
 Event = dict[str, Any]
+# Events without their id, by log position and shape (simplified_presence_events,
+# slim_presence): a delivery to many queues builds each distinct event once.
+Shapes = dict[tuple[str, bool, bool], Event]
 
 # The event types a queue can subscribe to, and those register can fetch the state of.
 SUBSCRIBABLE_EVENT_TYPES = frozenset({"presence", "user_status", "heartbeat"})
@@ -84,6 +88,9 @@ class EventQueue:
     poll_waiting: bool = False
     version: int = 0
     wants_user_status: bool = False
+    # Not stored either: the position of the newest entry of the realm's log when the queue was
+    # loaded, if the backend looked at it (then a poll with nothing new reads no log).
+    log_head: str | None = None
 
     @classmethod
     def new(
@@ -112,16 +119,16 @@ class EventQueue:
     def to_json(self) -> str:
         # A shallow copy: dataclasses.asdict deep-copies the events, at many times the cost.
         data = dict(vars(self))
-        del data["version"]
-        return json.dumps(data, separators=(",", ":"))
+        del data["version"], data["log_head"]
+        return orjson.dumps(data).decode()
 
     @classmethod
     def from_json(cls, raw: str | bytes, version: int) -> EventQueue:
-        return cls(**json.loads(raw), version=version)
+        return cls(**orjson.loads(raw), version=version)
 
     def copy(self) -> EventQueue:
         """An independent copy (events are never changed once made, so they are shared)."""
-        return replace(self, events=list(self.events))
+        return replace(self, events=list(self.events), log_head=None)
 
     def expired(self, at: float, timeout_secs: int) -> bool:
         return at - self.last_connected >= timeout_secs
@@ -150,9 +157,13 @@ class EventQueue:
         *,
         visible_user_ids: Container[int] | None,
         activity_offset_secs: int,
+        shapes: Shapes | None = None,
     ) -> None:
         """Turn the realm-log entries past ``read_pos`` into this queue's events, skipping the
-        subjects the owner may not see (``None``: sees everyone), and move the cursor."""
+        subjects the owner may not see (``None``: sees everyone), and move the cursor. Events
+        already built for another queue of the same shape are taken from ``shapes``."""
+        if shapes is None:
+            shapes = {}
         for position, entry in entries:
             self.read_pos = position
             is_status = entry.get("type") == "user_status"
@@ -160,10 +171,16 @@ class EventQueue:
                 continue
             if visible_user_ids is not None and entry["user_id"] not in visible_user_ids:
                 continue
-            if not is_status:
-                self.events.append(self._presence_event(entry, activity_offset_secs))
-            elif (event := self._user_status_event(entry)) is not None:
-                self.events.append(event)
+            if is_status:
+                if (event := self._user_status_event(entry)) is not None:
+                    self.events.append(event)
+                continue
+            key = (position, self.simplified_presence_events, self.slim_presence)
+            body = shapes.get(key)
+            if body is None:
+                body = shapes[key] = self._presence_event_body(entry, activity_offset_secs)
+            # Shared by every queue of the shape; the id, last as in Zulip, is the queue's own.
+            self.events.append({**body, "id": self._take_event_id()})
 
     def add_heartbeat(self) -> None:
         """Zulip's answer to a long poll that saw nothing: an event of its own, with an id."""
@@ -186,17 +203,14 @@ class EventQueue:
         event["id"] = self._take_event_id()
         return event
 
-    def _presence_event(self, entry: LogEntry, activity_offset_secs: int) -> Event:
-        """The three shapes of Zulip's presence event: modern for queues that declared
-        simplified_presence_events, else legacy, without ``email`` for slim_presence queues."""
+    def _presence_event_body(self, entry: LogEntry, activity_offset_secs: int) -> Event:
+        """The three shapes of Zulip's presence event, without the id: modern for queues that
+        declared simplified_presence_events, else legacy, without ``email`` for slim_presence
+        queues."""
         user_id: int = entry["user_id"]
         presence: dict[str, int] = entry["presence"]
         if self.simplified_presence_events:
-            return {
-                "type": "presence",
-                "presences": {str(user_id): presence},
-                "id": self._take_event_id(),
-            }
+            return {"type": "presence", "presences": {str(user_id): presence}}
         status, timestamp = legacy_status(
             _datetime(presence["active_timestamp"]),
             _datetime(presence["idle_timestamp"]),
@@ -214,5 +228,4 @@ class EventQueue:
                 "pushable": False,
             }
         }
-        event["id"] = self._take_event_id()
         return event

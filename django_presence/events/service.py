@@ -36,7 +36,9 @@ from .queues import (
     BadEventQueueIdError,
     EventQueue,
     LogEntry,
+    Shapes,
 )
+from .wakeups import Waiter, registry
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ logger = logging.getLogger(__name__)
 # after a random pause of up to this long, doubled after each loss up to the maximum.
 SAVE_RETRY_FIRST_PAUSE_SECS = 0.002
 SAVE_RETRY_MAX_PAUSE_SECS = 0.05
+# A poll whose delivery is under way past its deadline checks again this often.
+CLAIM_PAUSE_SECS = 0.05
 
 
 def register_event_queue(
@@ -125,18 +129,32 @@ class _Superseded(Exception):
     """A newer GET events has connected to the queue."""
 
 
+def sees_only_some_users(member: RealmMember) -> bool:
+    """Whether the member's events must be filtered by access (a query per read); synchronous:
+    the events view asks it with the rest of its synchronous steps."""
+    return accessible_user_ids(member) is not None
+
+
 async def get_events(
-    member: RealmMember, *, queue_id: str, last_event_id: int, dont_block: bool
+    member: RealmMember,
+    *,
+    queue_id: str,
+    last_event_id: int,
+    dont_block: bool,
+    limited: bool | None = None,
 ) -> dict[str, Any]:
     """Acknowledge the events up to ``last_event_id``, then answer with the queue's events at
     once if it has any (or ``dont_block``), else wait for one, or for the long-poll time and
     answer with a heartbeat. Like Zulip, an answer given after waiting also names the queue,
-    and a newer poll of the same queue supersedes a waiting one, which answers with no events."""
+    and a newer poll of the same queue supersedes a waiting one, which answers with no events.
+    ``limited`` is ``sees_only_some_users(member)`` if the caller knows it already."""
+    if limited is None:
+        limited = await sync_to_async(sees_only_some_users)(member)
     poll = _Poll(
         backend=get_event_backend(),
         member=member,
         queue_id=queue_id,
-        limited=await sync_to_async(_sees_only_some_users)(member),
+        limited=limited,
         activity_offset_secs=presence_settings.LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS,
         events_lost=await _lost_event_count(member),
     )
@@ -162,16 +180,27 @@ async def get_events(
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + presence_settings.EVENT_LONG_POLL_SECS
-    waited = False
     async with poll.backend.waiting(queue) as waiter:
+        # Once more after the waiter exists, so that nothing published from here on is missed:
+        # if neither the queue nor the log moved meanwhile, the queue as saved is the snapshot
+        # a delivery works from; else the poll looks for itself.
+        if not poll.limited and await poll.backend.unchanged(queue):
+            waiter.snapshot = queue
+        else:
+            waiter.wake()
         while True:
             remaining = deadline - loop.time()
+            # A delivery under way answers the poll or wakes it, even past the deadline.
+            await waiter.wait(max(remaining, CLAIM_PAUSE_SECS) if waiter.claimed else remaining)
+            if waiter.delivered is not None:
+                return {"events": waiter.delivered.events, "queue_id": queue_id}
+            if waiter.claimed:
+                continue
+            waiter.snapshot = None
+            remaining = deadline - loop.time()
             try:
-                # Once more after the waiter exists: nothing published from here on is missed.
                 queue = await _collect(poll, connection.number, heartbeat=remaining <= 0)
             except BadEventQueueIdError:
-                if not waited:
-                    raise
                 # Deleted while this poll waited: Zulip answers it with what it held.
                 return {"events": queue.events, "queue_id": queue_id}
             except _Superseded:
@@ -179,8 +208,75 @@ async def get_events(
                 return {"events": [], "queue_id": queue_id}
             if queue.events:
                 return {"events": queue.events, "queue_id": queue_id}
-            await waiter.wait(remaining)
-            waited = True
+            if not poll.limited:
+                waiter.snapshot = queue
+
+
+async def deliver(realm_id: int, waiters: list[Waiter]) -> None:
+    """Hand the realm's new log entries to the waiting polls of this event loop in one pass:
+    the log is read once per distinct cursor, each distinct event is built once, every queue is
+    saved at once (one round trip with Redis), and each poll is handed its answer. A poll whose
+    queue changed since its snapshot (a newer poll, a deletion) is woken to look for itself."""
+    backend = get_event_backend()
+    by_cursor: dict[str, list[Waiter]] = {}
+    for waiter in waiters:
+        if waiter.claimed or waiter.delivered is not None:
+            continue
+        if waiter.snapshot is None:
+            waiter.wake()
+            continue
+        waiter.claimed = True
+        by_cursor.setdefault(waiter.snapshot.read_pos, []).append(waiter)
+    if not by_cursor:
+        return
+    offset = presence_settings.LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS
+    taken: list[Waiter] = []
+    answers: list[EventQueue] = []
+    try:
+        for cursor, group in by_cursor.items():
+            entries = await backend.read_log(realm_id, cursor)
+            shapes: Shapes = {}
+            for waiter in group:
+                snapshot = waiter.snapshot
+                assert snapshot is not None
+                if not entries:
+                    # Nothing new for this cursor (a wake-up already served): keep waiting.
+                    waiter.release()
+                    continue
+                answer = snapshot.copy()
+                answer.add_log_entries(
+                    entries, visible_user_ids=None, activity_offset_secs=offset, shapes=shapes
+                )
+                if answer.events:
+                    # This answer hands them out: the next poll finds no poll to wake.
+                    answer.poll_waiting = False
+                    taken.append(waiter)
+                    answers.append(answer)
+                else:
+                    # Entries it does not subscribe to: only its cursor moves, at its next poll.
+                    waiter.release()
+        saved = await backend.save_queues(answers)
+    except BaseException as exc:
+        # Redis failed (or the loop is closing): every poll looks for itself, and meets the
+        # error there, in its own answer.
+        for group in by_cursor.values():
+            for waiter in group:
+                if waiter.claimed:
+                    waiter.release(wake=True)
+        if not isinstance(exc, Exception):
+            raise
+        logger.info(
+            "Presence events: a delivery failed; the polls read their queues", exc_info=True
+        )
+        return
+    for waiter, answer, ok in zip(taken, answers, saved, strict=True):
+        if ok:
+            waiter.deliver(answer)
+        else:
+            waiter.release(wake=True)
+
+
+registry.set_deliverer(deliver)
 
 
 async def delete_event_queue(member: RealmMember, queue_id: str) -> None:
@@ -191,10 +287,6 @@ async def delete_event_queue(member: RealmMember, queue_id: str) -> None:
     if queue.user_id != member.user_id:
         raise ZulipError("You are not authorized to access this queue")
     await backend.delete_queue(queue)
-
-
-def _sees_only_some_users(member: RealmMember) -> bool:
-    return accessible_user_ids(member) is not None
 
 
 async def _lost_event_count(member: RealmMember) -> int:
@@ -227,6 +319,8 @@ async def _collect(poll: _Poll, number: int, *, heartbeat: bool) -> EventQueue:
 async def _add_new_entries(poll: _Poll, queue: EventQueue) -> bool:
     """Turn the realm-log entries past the queue's cursor into its events (only those about
     users the member may see, if the poll is limited). Says whether there were any."""
+    if queue.log_head is not None and queue.log_head == queue.read_pos:
+        return False  # the backend saw the log's head when it loaded the queue: nothing new
     entries = await poll.backend.read_log(queue.realm_id, queue.read_pos)
     if entries:
         queue.add_log_entries(
@@ -252,7 +346,7 @@ async def _change_queue(poll: _Poll, change: Callable[[EventQueue], Awaitable[bo
     the queue is gone, which the next load finds), so this ends."""
     pause_secs = SAVE_RETRY_FIRST_PAUSE_SECS
     while True:
-        queue = await poll.backend.load_queue(poll.queue_id)
+        queue = await poll.backend.load_queue(poll.queue_id, realm_id=poll.member.realm_id)
         if queue is None or queue.user_id != poll.member.user_id:
             if queue is not None:
                 logger.warning(

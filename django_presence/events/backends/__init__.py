@@ -40,12 +40,23 @@ class EventBackend(ABC):
         """Store a new queue whose cursor is the end of its realm's log."""
 
     @abstractmethod
-    async def load_queue(self, queue_id: str) -> EventQueue | None:
-        """The queue, or None if it does not exist or has expired."""
+    async def load_queue(self, queue_id: str, *, realm_id: int | None = None) -> EventQueue | None:
+        """The queue, or None if it does not exist or has expired. With ``realm_id`` (the
+        owner's realm), a backend whose log reads cost a round trip may fill in ``log_head``
+        in the same one."""
 
     @abstractmethod
     async def save_queue(self, queue: EventQueue) -> bool:
         """Store ``queue`` unless it changed (or vanished) since it was loaded."""
+
+    async def save_queues(self, queues: list[EventQueue]) -> list[bool]:
+        """``save_queue`` for each queue, at once where the backend can (one delivery's)."""
+        return [await self.save_queue(queue) for queue in queues]
+
+    @abstractmethod
+    async def unchanged(self, queue: EventQueue) -> bool:
+        """Whether the stored queue is still ``queue``'s version and its realm's log has no
+        entry past its cursor: then a poll may wait on it as it is."""
 
     @abstractmethod
     async def delete_queue(self, queue: EventQueue) -> None:

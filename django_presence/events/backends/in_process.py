@@ -58,7 +58,7 @@ class InProcessBackend(EventBackend):
             queue.version = 1
             self._queues[queue.queue_id] = queue.copy()
 
-    async def load_queue(self, queue_id: str) -> EventQueue | None:
+    async def load_queue(self, queue_id: str, *, realm_id: int | None = None) -> EventQueue | None:
         at, timeout = queues.now(), presence_settings.EVENT_QUEUE_TIMEOUT_SECS
         with self._lock:
             stored = self._queues.get(queue_id)
@@ -71,12 +71,27 @@ class InProcessBackend(EventBackend):
 
     async def save_queue(self, queue: EventQueue) -> bool:
         with self._lock:
+            return self._save(queue)
+
+    async def save_queues(self, queues: list[EventQueue]) -> list[bool]:
+        with self._lock:
+            return [self._save(queue) for queue in queues]
+
+    def _save(self, queue: EventQueue) -> bool:
+        stored = self._queues.get(queue.queue_id)
+        if stored is None or stored.version != queue.version:
+            return False
+        queue.version += 1
+        self._queues[queue.queue_id] = queue.copy()
+        return True
+
+    async def unchanged(self, queue: EventQueue) -> bool:
+        with self._lock:
             stored = self._queues.get(queue.queue_id)
             if stored is None or stored.version != queue.version:
                 return False
-            queue.version += 1
-            self._queues[queue.queue_id] = queue.copy()
-        return True
+            log = self._logs.get(queue.realm_id)
+            return not log or log[-1].position <= int(queue.read_pos)
 
     async def delete_queue(self, queue: EventQueue) -> None:
         with self._lock:

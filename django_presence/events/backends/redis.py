@@ -102,6 +102,15 @@ def wake_channel(realm_id: int | str) -> str:
     return _key("wake", realm_id)
 
 
+def _compare_and_set_args(queue: EventQueue) -> list[Any]:
+    return [
+        queue.version,
+        queue.version + 1,
+        queue.to_json(),
+        presence_settings.EVENT_QUEUE_TIMEOUT_SECS,
+    ]
+
+
 def _backoff() -> ExponentialWithJitterBackoff:
     return ExponentialWithJitterBackoff(
         base=RECONNECT_BACKOFF_BASE_SECS, cap=RECONNECT_BACKOFF_CAP_SECS
@@ -312,31 +321,61 @@ class RedisBackend(EventBackend):
                 client = clients[url] = _AsyncClient(url)
         return client
 
-    async def load_queue(self, queue_id: str) -> EventQueue | None:
+    async def load_queue(self, queue_id: str, *, realm_id: int | None = None) -> EventQueue | None:
         client = self._async()
-        version, raw, run_id = await client.client.hmget(queue_key(queue_id), ["v", "d", "r"])
+        head: str | None = None
+        if realm_id is None:
+            version, raw, run_id = await client.client.hmget(queue_key(queue_id), ["v", "d", "r"])
+        else:
+            # The log's newest entry in the same round trip: a poll with nothing new reads no log.
+            pipe = client.client.pipeline(transaction=False)
+            pipe.hmget(queue_key(queue_id), ["v", "d", "r"])
+            pipe.xrevrange(log_key(realm_id), count=1)
+            (version, raw, run_id), newest = await pipe.execute()
+            head = newest[0][0] if newest else "0-0"
         if version is None or raw is None:
             return None
         if run_id != client.run_id:
             # Saved before Redis last restarted: the log entries written after Redis' last save
             # to disk are gone, and the queue would miss them without a word.
             return None
-        return EventQueue.from_json(raw, version=int(version))
+        queue = EventQueue.from_json(raw, version=int(version))
+        queue.log_head = head
+        return queue
 
     async def save_queue(self, queue: EventQueue) -> bool:
         saved = await self._async().compare_and_set(
-            keys=[queue_key(queue.queue_id)],
-            args=[
-                queue.version,
-                queue.version + 1,
-                queue.to_json(),
-                presence_settings.EVENT_QUEUE_TIMEOUT_SECS,
-            ],
+            keys=[queue_key(queue.queue_id)], args=_compare_and_set_args(queue)
         )
         if saved != 1:
             return False
         queue.version += 1
         return True
+
+    async def save_queues(self, queues: list[EventQueue]) -> list[bool]:
+        """Every compare-and-set in one pipeline: one round trip for a whole delivery."""
+        if not queues:
+            return []
+        client = self._async()
+        pipe = client.client.pipeline(transaction=False)
+        for queue in queues:
+            # Queued on the pipeline, which loads the script first if Redis lacks it.
+            await client.compare_and_set(
+                keys=[queue_key(queue.queue_id)], args=_compare_and_set_args(queue), client=pipe
+            )
+        saved = []
+        for queue, answer in zip(queues, await pipe.execute(), strict=True):
+            if answer == 1:
+                queue.version += 1
+            saved.append(answer == 1)
+        return saved
+
+    async def unchanged(self, queue: EventQueue) -> bool:
+        pipe = self._async().client.pipeline(transaction=False)
+        pipe.hget(queue_key(queue.queue_id), "v")
+        pipe.xrevrange(log_key(queue.realm_id), count=1)
+        version, newest = await pipe.execute()
+        return version == str(queue.version) and (not newest or newest[0][0] == queue.read_pos)
 
     async def delete_queue(self, queue: EventQueue) -> None:
         pipe = self._async().client.pipeline(transaction=False)
