@@ -1,13 +1,20 @@
-"""The ASGI application for sites that serve the event queues: Django's own, except that long polls
-share one thread for their synchronous work instead of holding a thread each while they wait.
+"""The ASGI application for sites that serve the event queues: Django's own, except for long
+polls (``GET events``), which it serves itself, as Zulip's Tornado server does.
 
-Django's ASGIHandler gives every request a thread-sensitive context, and the first synchronous
-step of the request (Django's own ``request_started`` signal, sync middleware) starts a thread
-for that context which lives until the response is sent: for ``GET events``, the whole long
-poll. A thousand waiting polls would be a thousand parked threads. Here those requests run
-without a per-request context, so asgiref sends their synchronous steps (middleware,
-authentication) to its one process-wide thread, one after the other; the wait itself is pure
-asyncio. Every other request is handled exactly as Django does.
+- A long poll with an API key (every Zulip client but the web app) goes straight to the events
+  endpoint's pipeline (events/views.py ``serve_events``: authentication, permission, rate
+  limit, parameters, envelope, errors), without Django's middleware and request signals: with
+  the stock middleware each of those is a thread hop, and they made most of the cost of a
+  delivery (docs/performance.md). Its synchronous steps queue up for one thread
+  (events/worker.py); the wait itself is pure asyncio, with no task, request or thread of its
+  own.
+- Any other long poll (a browser session's) goes through Django's whole handler, middleware
+  included, but without a per-request thread-sensitive context: Django's ASGIHandler gives
+  every request one, and its first synchronous step starts a thread for it that lives until the
+  response is sent, so a thousand waiting polls would be a thousand parked threads. Here their
+  synchronous steps go to asgiref's one process-wide thread, one after the other.
+
+Every other request is handled exactly as Django does.
 
 In the host's asgi.py::
 
@@ -18,11 +25,12 @@ In the host's asgi.py::
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import django
-from django.core.handlers.asgi import ASGIHandler
-from django.urls import Resolver404, resolve
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.urls import Resolver404, resolve, set_script_prefix
 
 
 def is_long_poll(scope: dict[str, Any]) -> bool:
@@ -40,12 +48,52 @@ def is_long_poll(scope: dict[str, Any]) -> bool:
     return match.url_name == "events" and "django_presence" in match.app_names
 
 
+def _served_directly(scope: dict[str, Any]) -> bool:
+    """A long poll with an API key and no body: one the application answers itself."""
+    api_key = False
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            api_key = value[:6].lower() == b"basic "
+        elif name in (b"content-length", b"transfer-encoding") and value not in (b"0", b""):
+            return False  # GET events takes no body: Django's handler deals with this one
+    return api_key
+
+
 class PresenceASGIHandler(ASGIHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        # Imported once Django is set up (the host's asgi.py imports this module before).
+        from .views import serve_events
+        from .worker import worker
+
+        self._serve_events = serve_events
+        self._run_sync = worker.run
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if is_long_poll(scope):
-            await self.handle(scope, receive, send)
-        else:
+        if not is_long_poll(scope):
             await super().__call__(scope, receive, send)
+        elif _served_directly(scope):
+            await self.answer_long_poll(scope, receive, send)
+        else:
+            await self.handle(scope, receive, send)
+
+    async def answer_long_poll(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The events endpoint for an API-key long poll, without middleware or request signals
+        (they run no code of this app's, and each is a thread hop)."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # gone before it asked anything
+            if not message.get("more_body", False):
+                break
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, io.BytesIO())
+        if request is None:
+            assert error_response is not None
+            await self.send_response(error_response, send)
+            return
+        response = await self._serve_events(request, run_sync=self._run_sync)
+        await self.send_response(response, send)
 
 
 def get_asgi_application() -> PresenceASGIHandler:

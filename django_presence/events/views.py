@@ -6,8 +6,11 @@ the work is in events.service.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
 from asgiref.sync import sync_to_async
-from django.db import connections, transaction
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.request import Request
@@ -16,12 +19,24 @@ from rest_framework.response import Response
 from django_presence.exceptions import ZulipError
 from django_presence.models import RealmMember
 from django_presence.permissions import get_request_member
+from django_presence.renderers import OrjsonRenderer
 from django_presence.views import ZULIP_FEATURE_LEVEL, ZULIP_VERSION, PresenceAPIView
 
 from .serializers import DeleteQueueParams, GetEventsParams, RegisterParams
-from .service import delete_event_queue, get_events, register_event_queue
+from .service import delete_event_queue, get_events, register_event_queue, sees_only_some_users
+from .worker import release_connections
 
 EVENTS_METHODS = ("GET", "DELETE")
+
+T = TypeVar("T")
+
+
+class RunSync(Protocol):
+    """How the view runs its synchronous steps: in asgiref's thread (``in_thread``), or in the
+    events worker thread when django-presence's ASGI application serves the poll
+    (events/worker.py)."""
+
+    def __call__(self, function: Callable[[], T], /) -> Awaitable[T]: ...
 
 
 class RegisterQueueView(PresenceAPIView):
@@ -64,14 +79,13 @@ class EventsEndpoint(PresenceAPIView):
     def allowed_methods(self) -> list[str]:
         return [*EVENTS_METHODS, "OPTIONS"]
 
-    def admit(self) -> RealmMember:
+    def admit(self) -> tuple[RealmMember, bool]:
         """Everything before the work, synchronously (it reads the database and the cache):
-        the caller's membership, or the pipeline's error."""
-        try:
-            self.initial(self.request)
-            return get_request_member(self.request)
-        finally:
-            _release_connections()
+        the caller's membership and whether access limits what they see, or the pipeline's
+        error. The caller releases the database connections."""
+        self.initial(self.request)
+        member = get_request_member(self.request)
+        return member, sees_only_some_users(member)
 
     def start(self, request: HttpRequest) -> None:
         self.args, self.kwargs = (), {}
@@ -80,7 +94,12 @@ class EventsEndpoint(PresenceAPIView):
 
     def respond(self, response: Response) -> HttpResponse:
         """A rendered plain response: Django would otherwise render a DRF Response in a thread,
-        one thread hop per answered long poll."""
+        one thread hop per answered long poll. A success is the envelope as orjson renders it,
+        with the headers DRF would give it (none but the content type): finalizing a DRF
+        response costs more than the rest of an answered poll."""
+        if response.status_code == 200 and not response.exception:
+            content = OrjsonRenderer().render(response.data)
+            return HttpResponse(content, content_type=OrjsonRenderer.media_type)
         finalized = self.finalize_response(self.request, response)
         assert isinstance(finalized, Response)
         finalized.render()
@@ -91,16 +110,20 @@ class EventsEndpoint(PresenceAPIView):
         return plain
 
 
-def _release_connections() -> None:
-    """A long poll has no more use for the database: unless the host keeps connections
-    (CONN_MAX_AGE), release them now rather than when the poll ends, as Django's
-    close_old_connections does then; a connection inside a transaction (tests) stays."""
-    for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block:
-            connection.close_if_unusable_or_obsolete()
+async def in_thread(function: Callable[[], T]) -> T:
+    """asgiref's thread (that of the outer synchronous context, if any), releasing the database
+    connections after: a long poll has no more use for them once it waits."""
+
+    def run() -> T:
+        try:
+            return function()
+        finally:
+            release_connections()
+
+    return await sync_to_async(run)()
 
 
-async def _get_events(endpoint: EventsEndpoint, member: RealmMember) -> Response:
+async def _get_events(endpoint: EventsEndpoint, member: RealmMember, limited: bool) -> Response:
     params = endpoint.parse_params(endpoint.request, GetEventsParams)
     # Checked after the types, as Zulip does, and without var_name: Zulip raises these itself.
     if "queue_id" not in params:
@@ -112,6 +135,7 @@ async def _get_events(endpoint: EventsEndpoint, member: RealmMember) -> Response
         queue_id=params["queue_id"],
         last_event_id=params["last_event_id"],
         dont_block=params["dont_block"],
+        limited=limited,
     )
     return endpoint.success(params, data)
 
@@ -128,15 +152,21 @@ async def _delete_queue(endpoint: EventsEndpoint, member: RealmMember) -> Respon
 @csrf_exempt
 async def events_view(request: HttpRequest) -> HttpResponse:
     """GET events (long poll) and DELETE events."""
+    return await serve_events(request, run_sync=in_thread)
+
+
+async def serve_events(request: HttpRequest, *, run_sync: RunSync) -> HttpResponse:
+    """The events endpoint, whoever routed the request to it: Django's URL resolver
+    (events_view) or django-presence's ASGI application (events/asgi.py)."""
     endpoint = EventsEndpoint()
     endpoint.start(request)
     try:
         if request.method == "OPTIONS":
             response = endpoint.options(endpoint.request)
         else:
-            member = await sync_to_async(endpoint.admit)()
+            member, limited = await run_sync(endpoint.admit)
             if request.method == "GET":
-                response = await _get_events(endpoint, member)
+                response = await _get_events(endpoint, member, limited)
             else:
                 response = await _delete_queue(endpoint, member)
     except Exception as exc:  # every failure is an envelope; the handler logs unexpected ones
