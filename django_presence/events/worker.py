@@ -5,8 +5,8 @@ asgiref's ``sync_to_async`` costs tens of microseconds per call and wakes a thre
 when a thousand clients poll again at once after an event, that is most of the work. Here the
 steps queue up for one thread, which runs them back to back and hands the results back to each
 event loop in batches: one wake-up of the loop per batch, and one database connection for the
-whole burst, released when the queue runs dry (unless CONN_MAX_AGE keeps it), as the request
-cycle would.
+thread, released once it has been idle for IDLE_RELEASE_SECS (unless CONN_MAX_AGE keeps it) or
+at once after a failure. Opening a connection costs more than a poll's authentication query.
 
 Only for requests that have no outer synchronous context: a request served through Django's
 handler (runserver, the test client) keeps ``sync_to_async``, whose thread shares that context's
@@ -30,6 +30,8 @@ T = TypeVar("T")
 # Results handed back to a loop at once, at most: the first polls of a burst need not wait for
 # the last ones to be authenticated.
 BATCH = 32
+# The thread's database connection outlives a burst of polls by this much.
+IDLE_RELEASE_SECS = 1.0
 
 _Job = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 _Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
@@ -81,7 +83,11 @@ class SyncWorker:
 
     def _work(self) -> None:
         while True:
-            job: _Job | None = self._jobs.get()
+            try:
+                job: _Job | None = self._jobs.get(timeout=IDLE_RELEASE_SECS)
+            except queue.Empty:
+                release_connections()
+                job = self._jobs.get()
             done: dict[asyncio.AbstractEventLoop, list[_Result]] = defaultdict(list)
             count = 0
             while job is not None:
@@ -90,12 +96,13 @@ class SyncWorker:
                     done[loop].append((future, function(), None))
                 except BaseException as error:  # handed to the poll, which answers it
                     done[loop].append((future, None, error))
+                    # The connection may be broken (the database restarted): a new one next.
+                    release_connections()
                 count += 1
                 try:
                     job = self._jobs.get_nowait()
                 except queue.Empty:
                     job = None
-                    release_connections()
                 if job is None or count % BATCH == 0:
                     for target, results in done.items():
                         # A closed loop raises RuntimeError: its polls are over.
