@@ -46,6 +46,7 @@ REDIS_URL = os.environ.get("PRESENCE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 USER_LIMIT_FOR_EVENTS = 100_000
 SMOKE_QUEUES = 50
 BACKENDS = ("in_process", "redis")
+SEED_BATCH = 1000
 
 PHASE_TIMEOUT_SECS = 120
 DELIVERY_TIMEOUT_SECS = 30
@@ -164,7 +165,12 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def seed(db_path: Path, count: int) -> list[Account]:
     manage(db_path, "migrate", "--verbosity=0")
     usernames = [f"load{index}" for index in range(count)]
-    return list(create_accounts(db_path, dict.fromkeys(usernames, "loadtest")).values())
+    accounts: list[Account] = []
+    # In batches: the usernames go to manage.py on its command line.
+    for start in range(0, count, SEED_BATCH):
+        batch = dict.fromkeys(usernames[start : start + SEED_BATCH], "loadtest")
+        accounts += create_accounts(db_path, batch).values()
+    return accounts
 
 
 async def register_all(

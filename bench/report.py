@@ -2,8 +2,9 @@
 
 The page's prose is bench/templates/performance.md (and performance-before-and-after.md, the
 comparison with bench/results/before.json): string.Template placeholders that this module
-fills in with the figures and tables. The section "## Presence events" (bench/events_load.py's)
-is kept as it is in the current file.
+fills in with the figures and tables. The section "## Presence events" is
+bench/templates/performance-events.md, filled in from bench.events_load's results
+(bench/results/events*.json, see EVENT_RUNS).
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ TARGET_POLL_NOOP = 1.5
 TARGET_REPEAT_STATEMENTS = 3
 TARGET_PING_THROUGHPUT = 0.6
 TARGET_MEMORY = 4.0
+TARGET_CPU_PER_DELIVERY_US = 150
+TARGET_LISTENERS_P99_MS = 1000
+TARGET_MEMORY_PER_POLL_KIB = 10
+# The events runs on the page, in order: (file in bench/results, label).
+EVENT_RUNS = (
+    ("events-before.json", "before, 1,000 polls"),
+    ("events.json", "after, 1,000 polls"),
+    ("events-10000.json", "after, 10,000 polls"),
+)
 
 
 def mib(value: float) -> str:
@@ -38,7 +48,15 @@ def verdict(ok: bool) -> str:
 
 
 def _events_section() -> str:
-    """The events helper's section of the current file, from its heading to the next "## "."""
+    """The events section: rendered from the events results when there are any, else the one
+    of the current file, from its heading to the next "## "."""
+    runs = [
+        (label, orjson.loads((RESULTS / name).read_bytes()))
+        for name, label in EVENT_RUNS
+        if (RESULTS / name).exists()
+    ]
+    if runs:
+        return events_markdown(runs)
     if not DOC.exists():
         return ""
     text = DOC.read_text()
@@ -383,3 +401,68 @@ def before_and_after(before: dict[str, Any], after: dict[str, Any]) -> str:
             )
     section = Template((TEMPLATES / "performance-before-and-after.md").read_text())
     return section.substitute(before_date=before["date"], comparison="\n".join(rows)) + "\n"
+
+
+def events_markdown(runs: list[tuple[str, dict[str, Any]]]) -> str:
+    """bench/templates/performance-events.md filled in with bench.events_load's runs."""
+    rows, targets, missed = [], [], []
+    for label, results in runs:
+        for scenario in results["scenarios"]:
+            where = f"{scenario['backend'].replace('_', '-')}, {scenario['processes']}"
+            cpu = scenario.get("cpu_per_delivery_us")
+            rounds = ", ".join(
+                f"{r['cycle_cpu_per_delivery_us']:.0f}"
+                for r in scenario["rounds"]
+                if "cycle_cpu_per_delivery_us" in r
+            )
+            memory = scenario.get("memory_per_waiting_poll_kib")
+            latency = scenario["latency_ms"]
+            rows.append(
+                f"| {label} | {where} | {scenario['queues']:,} | {latency['p50']:,.0f} ms | "
+                f"{latency['p99']:,.0f} ms | {latency['max']:,.0f} ms | "
+                + (f"{cpu:,.0f} µs ({rounds}) | " if cpu is not None else "| ")
+                + (f"{memory:.1f} KiB |" if memory is not None else " |")
+            )
+            if not label.startswith("after"):
+                continue
+            if cpu is not None:
+                ok = cpu <= TARGET_CPU_PER_DELIVERY_US
+                targets.append(
+                    f"| 1 | CPU per delivered event, answer and next poll, {where} process(es), "
+                    f"{scenario['queues']:,} polls | **{cpu:,.0f} µs** | "
+                    f"<= {TARGET_CPU_PER_DELIVERY_US} µs | {verdict(ok)} |"
+                )
+                if not ok:
+                    missed.append(cpu)
+            if scenario["queues"] >= 10_000:
+                ok = latency["p99"] < TARGET_LISTENERS_P99_MS
+                targets.append(
+                    f"| 2 | {scenario['queues']:,} listeners, {where} process(es): every poll "
+                    f"gets the event, p99 | **{latency['p99']:,.0f} ms** "
+                    f"({scenario['delivered']:,} deliveries) | < 1 s | {verdict(ok)} |"
+                )
+                if memory is not None:
+                    ok = memory <= TARGET_MEMORY_PER_POLL_KIB
+                    targets.append(
+                        f"| 2 | server memory per waiting poll, {where} process(es) | "
+                        f"**{memory:.1f} KiB** | <= {TARGET_MEMORY_PER_POLL_KIB} KiB | "
+                        f"{verdict(ok)} |"
+                    )
+    redis = next((r["machine"].get("redis") for _label, r in runs if "redis" in r["machine"]), "")
+    template = Template((TEMPLATES / "performance-events.md").read_text())
+    return template.substitute(
+        redis=redis or "(not reached)",
+        targets="\n".join(targets),
+        runs="\n".join(rows),
+        missed=MISSED_CPU if missed else "",
+    )
+
+
+# Why the CPU target is missed, for the page (true of the runs recorded here).
+MISSED_CPU = """The CPU target is **missed**: the delivery itself now costs about 60 µs per poll
+in one process (the write, one log read, each event shape built once, every queue saved in
+one pass, the answer rendered by orjson), but the client's next poll is a whole HTTP request
+through Django and DRF with an authenticated SQL query, and that costs about 300 µs here
+(profile below). Reaching 150 µs would take authentication without a query per poll (Zulip
+caches API keys, with invalidation on change) and a request path without DRF's objects;
+both are larger changes than this work."""
