@@ -1,8 +1,10 @@
 """``python -m bench``: seed PostgreSQL, measure, write bench/results/presence.json and render
 docs/performance.md. ``python -m bench --smoke`` runs every step at small sizes in seconds,
 checks the invariants (equal answers, statement counts, no HTTP errors), asserts no timing and
-writes nothing into the repository. ``python -m bench --report-only`` measures nothing: it
-renders docs/performance.md and its plots again from the stored results (after an edit of
+writes nothing into the repository; it also runs the event-queue benchmarks at tiny sizes
+(``python -m bench.events_load`` and ``python -m bench.events_day``, whose full runs are
+commands of their own). ``python -m bench --report-only`` measures nothing: it renders
+docs/performance.md and its plots again from the stored results (after an edit of
 bench/templates/ or bench/report.py). See docs/performance.md."""
 
 from __future__ import annotations
@@ -143,6 +145,8 @@ def main() -> int:
         render(results)
         print("rendered docs/performance.md")
     failures = check_invariants(results)
+    if smoke and not args.in_process_only:
+        failures += events_smoke()
     for failure in failures:
         print(f"FAILED: {failure}")
     return 1 if failures else 0
@@ -238,6 +242,28 @@ def memory(size: int, response_format: str) -> dict[str, Any]:
         flush=True,
     )
     return result
+
+
+# The event-queue benchmarks, at tiny sizes (each checks its own invariants: every poll gets
+# exactly its event, no errors). Their full runs are commands of their own (docs/performance.md).
+EVENTS_SMOKE = (("bench.events_load", "--smoke"), ("bench.events_day", "--smoke"))
+
+
+def events_smoke() -> list[str]:
+    failures = []
+    for module, *arguments in EVENTS_SMOKE:
+        print(f"{module} {' '.join(arguments)}", flush=True)
+        completed = subprocess.run(
+            [sys.executable, "-m", module, *arguments],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if completed.returncode != 0:
+            failures.append(f"{module}: {completed.stdout[-2000:]}{completed.stderr[-2000:]}")
+    return failures
 
 
 def check_invariants(results: dict[str, Any]) -> list[str]:
