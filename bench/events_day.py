@@ -230,7 +230,8 @@ async def setup(session: aiohttp.ClientSession, urls: list[str], online: list[Ac
                 headers={"Authorization": account.authorization},
             ) as response,
         ):
-            assert (await response.json())["result"] == "success"
+            body = await response.json()
+            assert body["result"] == "success", body
 
     await asyncio.gather(*(report(i, a) for i, a in enumerate(online)))
     async with session.post(

@@ -18,7 +18,8 @@ DEFAULTS: dict[str, Any] = {
     "PRESENCE_UPDATE_MIN_FREQ_SECONDS": 55,
     "PRESENCE_LEGACY_EVENT_OFFSET_FOR_ACTIVITY_SECONDS": 70,
     "PRESENCE_DEFAULT_HISTORY_LIMIT_DAYS": 14,
-    "PRESENCE_USER_LIMIT_FOR_EVENTS": 100,
+    # Zulip's is 100; the event queues here deliver in one pass per event (docs/events.md).
+    "PRESENCE_USER_LIMIT_FOR_EVENTS": 10_000,
     "PRESENCE_LIMIT_TO_ACCESSIBLE_USERS": False,
     "PRESENCE_ACCESS_ADAPTER": "django_presence.adapter.DefaultAccessAdapter",
     "PRESENCE_API_RATE": "200/min",
@@ -66,8 +67,8 @@ class PresenceSettings:
 
     @property
     def USER_LIMIT_FOR_EVENTS(self) -> int | None:
-        """Above this many recipients, unforced presence_changed signals are not sent (100);
-        None: no limit, and no recipient count."""
+        """Above this many recipients, unforced presence changes are not published to the event
+        queues (10,000; Zulip's cut-off is 100); None: no limit, and no recipient count."""
         value = self._get("PRESENCE_USER_LIMIT_FOR_EVENTS")
         return None if value is None else int(value)
 
