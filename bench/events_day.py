@@ -3,7 +3,8 @@
     python -m bench.events_day             10,000 members, 2,500 online, 90 s measured
     python -m bench.events_day --smoke     200 members, 40 online, 5 s, no results file
 
-The example project under uvicorn with django-presence's ASGI application, one process and the
+The example project on PostgreSQL (a database of its own, dropped after; ``--sqlite`` for a
+SQLite file) under uvicorn with django-presence's ASGI application, one process and the
 in-process backend (or ``--backend redis``: two processes sharing Redis, clients spread over
 both). ``members`` members in one realm; ``online`` of them are online when the window opens,
 each with one client as Zulip's are: it long-polls ``events`` without pause (acknowledging what
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -41,6 +43,7 @@ import redis
 from loopback.example import Account, ExampleServer
 from loopback.server import free_port
 
+from . import db
 from .events_load import (
     CLOCK_TICKS,
     REDIS_URL,
@@ -302,43 +305,88 @@ async def run_day(day: Day, servers: list[ExampleServer], accounts: list[Account
     day.errors, day.error_samples = stats.errors, stats.error_samples
 
 
+def _postgres_env(name: str) -> dict[str, str]:
+    params = db.server_params()
+    return {
+        "EXAMPLE_PG_NAME": name,
+        "EXAMPLE_PG_HOST": params["host"],
+        "EXAMPLE_PG_PORT": params["port"],
+        "EXAMPLE_PG_USER": params["user"],
+        "EXAMPLE_PG_PASSWORD": params["password"],
+    }
+
+
 def run(
-    members: int, online: int, arrivals: float, window: float, backend: str, *, steady: bool = True
+    members: int,
+    online: int,
+    arrivals: float,
+    window: float,
+    backend: str,
+    *,
+    steady: bool = True,
+    postgres: bool = True,
 ) -> dict[str, Any]:
     raise_open_files_limit()
     if backend == "redis" and not redis_reachable():
         raise SystemExit(f"Redis is not reachable at {REDIS_URL}")
+    if postgres and not db.reachable():
+        raise SystemExit("PostgreSQL is not reachable (or pass --sqlite)")
     results: dict[str, Any] = {"machine": machine()}
+    database = f"presence_perf_day_{os.getpid()}"
+    database_env = _postgres_env(database) if postgres else {}
+    results["machine"]["database"] = f"PostgreSQL {db.server_version()}" if postgres else "SQLite"
     with tempfile.TemporaryDirectory(prefix="presence-events-day-") as tmp:
         directory = Path(tmp)
         db_path = directory / "day.sqlite3"
-        print(f"Seeding {members} members ...", flush=True)
-        accounts = seed(db_path, members)
-        env = {"EXAMPLE_USER_LIMIT_FOR_EVENTS": str(USER_LIMIT_FOR_EVENTS)}
-        processes = 1
-        prefix = f"presence-day-{uuid.uuid4().hex[:12]}"
-        if backend == "redis":
-            processes = 2
-            env |= {"EXAMPLE_EVENT_REDIS_URL": REDIS_URL, "EXAMPLE_EVENT_REDIS_KEY_PREFIX": prefix}
-        day = Day(backend, processes, members, online, arrivals, window, steady)
-        servers: list[ExampleServer] = []
+        if postgres:
+            db.recreate(database)
         try:
-            for index in range(processes):
-                log_path = directory / f"server-{index}.log"
-                servers.append(ExampleServer(db_path, free_port(), log_path, asgi=True, **env))
-            print(f"{online} clients online, {arrivals}/s arriving, {window} s ...", flush=True)
-            asyncio.run(run_day(day, servers, accounts))
+            results["day"] = _run(
+                directory, db_path, database_env, members, online, arrivals, window, backend, steady
+            )
         finally:
-            for server in servers:
-                server.stop()
-            if backend == "redis":
-                client = redis.Redis.from_url(REDIS_URL)
-                for key in client.scan_iter(f"{prefix}:*"):
-                    client.delete(key)
-                client.close()
-        results["day"] = asdict(day)
-        print(json.dumps(asdict(day), indent=2), flush=True)
+            if postgres:
+                db.drop(database)
     return results
+
+
+def _run(
+    directory: Path,
+    db_path: Path,
+    database_env: dict[str, str],
+    members: int,
+    online: int,
+    arrivals: float,
+    window: float,
+    backend: str,
+    steady: bool,
+) -> dict[str, Any]:
+    print(f"Seeding {members} members ...", flush=True)
+    accounts = seed(db_path, members, **database_env)
+    env = {"EXAMPLE_USER_LIMIT_FOR_EVENTS": str(USER_LIMIT_FOR_EVENTS), **database_env}
+    processes = 1
+    prefix = f"presence-day-{uuid.uuid4().hex[:12]}"
+    if backend == "redis":
+        processes = 2
+        env |= {"EXAMPLE_EVENT_REDIS_URL": REDIS_URL, "EXAMPLE_EVENT_REDIS_KEY_PREFIX": prefix}
+    day = Day(backend, processes, members, online, arrivals, window, steady)
+    servers: list[ExampleServer] = []
+    try:
+        for index in range(processes):
+            log_path = directory / f"server-{index}.log"
+            servers.append(ExampleServer(db_path, free_port(), log_path, asgi=True, **env))
+        print(f"{online} clients online, {arrivals}/s arriving, {window} s ...", flush=True)
+        asyncio.run(run_day(day, servers, accounts))
+    finally:
+        for server in servers:
+            server.stop()
+        if backend == "redis":
+            client = redis.Redis.from_url(REDIS_URL)
+            for key in client.scan_iter(f"{prefix}:*"):
+                client.delete(key)
+            client.close()
+    print(json.dumps(asdict(day), indent=2), flush=True)
+    return asdict(day)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,13 +396,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arrivals", type=float, default=0.35, help="members coming online /s")
     parser.add_argument("--window", type=float, default=90.0, help="seconds measured")
     parser.add_argument("--backend", choices=("in_process", "redis"), default="in_process")
+    parser.add_argument("--sqlite", action="store_true", help="a SQLite file, not PostgreSQL")
     parser.add_argument("--smoke", action="store_true", help="200 members, 40 online, 5 s")
     parser.add_argument("--output", type=Path, default=None, help=f"default: {RESULTS}")
     args = parser.parse_args(argv)
     if args.smoke:
-        results = run(200, 40, 2.0, 5.0, args.backend, steady=False)
+        results = run(200, 40, 2.0, 5.0, args.backend, steady=False, postgres=not args.sqlite)
     else:
-        results = run(args.members, args.online, args.arrivals, args.window, args.backend)
+        results = run(
+            args.members,
+            args.online,
+            args.arrivals,
+            args.window,
+            args.backend,
+            postgres=not args.sqlite,
+        )
     day = results["day"]
     failed = day["errors"] or not day["posts"] or not day["deliveries"]
     output = args.output or (None if args.smoke else RESULTS)

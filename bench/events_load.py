@@ -162,14 +162,16 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def seed(db_path: Path, count: int) -> list[Account]:
-    manage(db_path, "migrate", "--verbosity=0")
+def seed(db_path: Path, count: int, **env: str) -> list[Account]:
+    """``count`` members of one realm with API keys, in the SQLite file ``db_path`` (or the
+    database ``env`` names, e.g. EXAMPLE_PG_NAME)."""
+    manage(db_path, "migrate", "--verbosity=0", **env)
     usernames = [f"load{index}" for index in range(count)]
     accounts: list[Account] = []
     # In batches: the usernames go to manage.py on its command line.
     for start in range(0, count, SEED_BATCH):
         batch = dict.fromkeys(usernames[start : start + SEED_BATCH], "loadtest")
-        accounts += create_accounts(db_path, batch).values()
+        accounts += create_accounts(db_path, batch, **env).values()
     return accounts
 
 

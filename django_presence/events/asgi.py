@@ -30,7 +30,13 @@ from typing import Any
 
 import django
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.urls import Resolver404, resolve, set_script_prefix
+from django.urls import Resolver404, get_resolver, get_urlconf, set_script_prefix
+
+# What is_long_poll found for each path, by URL resolver (a changed URLconf has another one):
+# resolving costs more than the rest of the routing, on every request. Emptied when full, so
+# that arbitrary paths cannot grow it.
+_long_polls: dict[tuple[object, str], bool] = {}
+ROUTING_CACHE_SIZE = 1024
 
 
 def is_long_poll(scope: dict[str, Any]) -> bool:
@@ -41,11 +47,19 @@ def is_long_poll(scope: dict[str, Any]) -> bool:
     root_path: str = scope.get("root_path", "")
     if root_path and path.startswith(root_path):
         path = path[len(root_path) :]
-    try:
-        match = resolve(path)
-    except Resolver404:
-        return False
-    return match.url_name == "events" and "django_presence" in match.app_names
+    resolver = get_resolver(get_urlconf())
+    known = _long_polls.get((resolver, path))
+    if known is None:
+        try:
+            match = resolver.resolve(path)
+        except Resolver404:
+            known = False
+        else:
+            known = match.url_name == "events" and "django_presence" in match.app_names
+        if len(_long_polls) >= ROUTING_CACHE_SIZE:
+            _long_polls.clear()
+        _long_polls[(resolver, path)] = known
+    return known
 
 
 def _served_directly(scope: dict[str, Any]) -> bool:
