@@ -41,7 +41,7 @@ import aiohttp
 import redis
 
 from loopback.example import Account, ExampleServer
-from loopback.server import free_port
+from loopback.server import LoopbackServer, free_port
 
 from . import db
 from .events_load import (
@@ -58,6 +58,9 @@ from .events_load import (
     seed,
     wait_until_idle,
 )
+from .server import REPO, SERVERS
+from .server import Server as BenchServer
+from .server import environment as server_environment
 
 RESULTS = Path(__file__).resolve().parent / "results" / "events-day.json"
 PRESENCE_INTERVAL_SECS = 60
@@ -97,6 +100,10 @@ class Day:
     server_cpu_secs: float = 0.0
     # Of one core: 1.0 is one core busy all the time.
     server_cpu_share: float = 0.0
+    # The share of the processes that serve register and events (with gunicorn for the
+    # presence API, the rest is gunicorn's).
+    events_server_cpu_share: float = 0.0
+    presence_server: str = ""
     posts: int = 0
     post_ms: dict[str, float] = field(default_factory=dict)
     deliveries: int = 0
@@ -112,9 +119,12 @@ class Day:
 class Clients:
     """The online clients of the day, and what they measured."""
 
-    def __init__(self, session: aiohttp.ClientSession, urls: list[str], stop_at: float) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, urls: list[str], presence_url: str, stop_at: float
+    ) -> None:
         self.session = session
         self.urls = urls
+        self.presence_url = presence_url
         self.stop_at = stop_at
         self.stats = Stats()
         # When each arriving member's first post started: their event's delivery is timed
@@ -162,7 +172,7 @@ class Clients:
                     self.stats.delivery_ms.append((received - started) * 1000)
 
     async def poster(self, index: int, account: Account, cursor: int, phase: float) -> None:
-        url = f"{self.url(index)}/api/v1/users/me/presence"
+        url = f"{self.presence_url}/api/v1/users/me/presence"
         headers = {"Authorization": account.authorization}
         due = time.perf_counter() + phase
         while True:
@@ -199,7 +209,7 @@ class Clients:
             self.stats.register_ms.append((time.perf_counter() - started) * 1000)
             self.arrived_at[account.user_id] = time.perf_counter()
             async with self.session.post(
-                f"{self.url(index)}/api/v1/users/me/presence",
+                f"{self.presence_url}/api/v1/users/me/presence",
                 data={"status": "active", "last_update_id": "-1"},
                 headers=headers,
             ) as response:
@@ -219,7 +229,7 @@ class Clients:
         )
 
 
-async def setup(session: aiohttp.ClientSession, urls: list[str], online: list[Account]) -> int:
+async def setup(session: aiohttp.ClientSession, url: str, online: list[Account]) -> int:
     """Every member online at the start reports once; returns the realm's newest update id
     then, the cursor each client starts from (as if its previous poll had just given it)."""
     semaphore = asyncio.Semaphore(SETUP_CONCURRENCY)
@@ -228,7 +238,7 @@ async def setup(session: aiohttp.ClientSession, urls: list[str], online: list[Ac
         async with (
             semaphore,
             session.post(
-                f"{urls[index % len(urls)]}/api/v1/users/me/presence",
+                f"{url}/api/v1/users/me/presence",
                 data={"status": "active", "ping_only": "true"},
                 headers={"Authorization": account.authorization},
             ) as response,
@@ -238,7 +248,7 @@ async def setup(session: aiohttp.ClientSession, urls: list[str], online: list[Ac
 
     await asyncio.gather(*(report(i, a) for i, a in enumerate(online)))
     async with session.post(
-        f"{urls[0]}/api/v1/users/me/presence",
+        f"{url}/api/v1/users/me/presence",
         data={"status": "active", "last_update_id": "-1"},
         headers={"Authorization": online[0].authorization},
     ) as response:
@@ -246,14 +256,20 @@ async def setup(session: aiohttp.ClientSession, urls: list[str], online: list[Ac
     return newest
 
 
-async def run_day(day: Day, servers: list[ExampleServer], accounts: list[Account]) -> None:
+async def run_day(
+    day: Day, servers: list[LoopbackServer], presence: LoopbackServer, accounts: list[Account]
+) -> None:
+    """``servers`` serve register and events, ``presence`` the presence API (one of them, or
+    gunicorn)."""
     urls = [server.url for server in servers]
-    pids = [server.process.pid for server in servers]
+    event_pids = [server.process.pid for server in servers]
+    presence_pids = _pids(presence) if presence not in servers else []
+    pids = event_pids + presence_pids
     online, arriving = accounts[: day.online_at_start], accounts[day.online_at_start :]
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=POLL_TIMEOUT_SECS)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        cursor = await setup(session, urls, online)
+        cursor = await setup(session, presence.url, online)
         reported = time.perf_counter()
         queue_ids = await register_all(session, urls, online)
         day.server_rss_mib["queues_registered"] = rss_mib(pids)
@@ -261,7 +277,7 @@ async def run_day(day: Day, servers: list[ExampleServer], accounts: list[Account
         # writes, as in the steady state (a report within 55 s of the last writes nothing).
         steady_at = reported + PRESENCE_INTERVAL_SECS - 4 if day.steady else 0.0
         window_start = max(steady_at, time.perf_counter() + 2)
-        clients = Clients(session, urls, window_start + day.window_secs)
+        clients = Clients(session, urls, presence.url, window_start + day.window_secs)
         for index, (account, queue_id) in enumerate(zip(online, queue_ids, strict=True)):
             # Posting every 60 s at its own phase, from the start of the window.
             phase = (
@@ -272,7 +288,7 @@ async def run_day(day: Day, servers: list[ExampleServer], accounts: list[Account
         day.server_rss_mib["polls_waiting"] = rss_mib(pids)
         await asyncio.sleep(max(0.0, window_start - time.perf_counter()))
         clients.measuring = True
-        ticks = cpu_ticks(pids)
+        ticks, event_ticks = cpu_ticks(pids), cpu_ticks(event_pids)
         started = time.perf_counter()
         arrivals: list[asyncio.Task[None]] = []
         interval = 1 / day.arrivals_per_sec
@@ -286,6 +302,8 @@ async def run_day(day: Day, servers: list[ExampleServer], accounts: list[Account
         elapsed = time.perf_counter() - started
         day.server_cpu_secs = round((cpu_ticks(pids) - ticks) / CLOCK_TICKS, 2)
         day.server_cpu_share = round(day.server_cpu_secs / elapsed, 3)
+        event_secs = (cpu_ticks(event_pids) - event_ticks) / CLOCK_TICKS
+        day.events_server_cpu_share = round(event_secs / elapsed, 3)
         day.window_secs = round(elapsed, 1)
         day.server_rss_mib["end_of_window"] = rss_mib(pids)
         clients.measuring = False
@@ -303,6 +321,36 @@ async def run_day(day: Day, servers: list[ExampleServer], accounts: list[Account
     day.register_ms = percentiles(stats.register_ms) if stats.register_ms else {}
     day.polls, day.heartbeats = stats.polls, stats.heartbeats
     day.errors, day.error_samples = stats.errors, stats.error_samples
+
+
+# The presence API's server in the recommended deployment (docs/scaling.md).
+PRESENCE_SERVER = "gunicorn-gthread"
+
+
+def _events_server(log_path: Path, **env: str) -> LoopbackServer:
+    """One uvicorn process with django-presence's ASGI application, on bench.settings (the
+    database the day runs on; no persistent connections under ASGI)."""
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "uvicorn", "example_project.asgi:application"),
+        *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+        *("--no-access-log", "--timeout-graceful-shutdown", "1"),
+    ]
+    return LoopbackServer(
+        "the events server",
+        command,
+        server_environment(BENCH_CONN_MAX_AGE="0", **env),
+        port,
+        log_path,
+        cwd=REPO,
+    )
+
+
+def _pids(server: LoopbackServer) -> list[int]:
+    """A server's process and its children (gunicorn's workers)."""
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+    found = [int(pid) for pid in children.read_text().split()] if children.exists() else []
+    return [server.process.pid, *found]
 
 
 def _postgres_env(name: str) -> dict[str, str]:
@@ -364,22 +412,36 @@ def _run(
     print(f"Seeding {members} members ...", flush=True)
     accounts = seed(db_path, members, **database_env)
     env = {"EXAMPLE_USER_LIMIT_FOR_EVENTS": str(USER_LIMIT_FOR_EVENTS), **database_env}
-    processes = 1
     prefix = f"presence-day-{uuid.uuid4().hex[:12]}"
-    if backend == "redis":
-        processes = 2
-        env |= {"EXAMPLE_EVENT_REDIS_URL": REDIS_URL, "EXAMPLE_EVENT_REDIS_KEY_PREFIX": prefix}
-    day = Day(backend, processes, members, online, arrivals, window, steady)
-    servers: list[ExampleServer] = []
+    day = Day(backend, 1, members, online, arrivals, window, steady)
+    servers: list[LoopbackServer] = []
+    presence: LoopbackServer | None = None
     try:
-        for index in range(processes):
-            log_path = directory / f"server-{index}.log"
+        if backend == "redis":
+            # The deployment docs/scaling.md recommends: the presence API on gunicorn, the
+            # event queues on uvicorn, sharing the database and Redis.
+            redis_env = {
+                "EXAMPLE_EVENT_REDIS_URL": REDIS_URL,
+                "EXAMPLE_EVENT_REDIS_KEY_PREFIX": prefix,
+                "EXAMPLE_USER_LIMIT_FOR_EVENTS": str(USER_LIMIT_FOR_EVENTS),
+                "BENCH_PG_NAME": database_env["EXAMPLE_PG_NAME"],
+            }
+            servers.append(_events_server(directory / "events.log", **redis_env))
+            presence = BenchServer(PRESENCE_SERVER, directory / "presence.log", **redis_env)
+            day.presence_server = SERVERS[PRESENCE_SERVER]
+        else:
+            env = {"EXAMPLE_USER_LIMIT_FOR_EVENTS": str(USER_LIMIT_FOR_EVENTS), **database_env}
+            log_path = directory / "server.log"
             servers.append(ExampleServer(db_path, free_port(), log_path, asgi=True, **env))
+            presence = servers[0]
+            day.presence_server = "the same uvicorn process"
         print(f"{online} clients online, {arrivals}/s arriving, {window} s ...", flush=True)
-        asyncio.run(run_day(day, servers, accounts))
+        asyncio.run(run_day(day, servers, presence, accounts))
     finally:
         for server in servers:
             server.stop()
+        if presence is not None and presence not in servers:
+            presence.stop()
         if backend == "redis":
             client = redis.Redis.from_url(REDIS_URL)
             for key in client.scan_iter(f"{prefix}:*"):
@@ -395,11 +457,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--online", type=int, default=2_500)
     parser.add_argument("--arrivals", type=float, default=0.35, help="members coming online /s")
     parser.add_argument("--window", type=float, default=90.0, help="seconds measured")
-    parser.add_argument("--backend", choices=("in_process", "redis"), default="in_process")
+    parser.add_argument(
+        "--backend",
+        choices=("in_process", "redis"),
+        default="redis",
+        help="redis: gunicorn for the presence API and uvicorn for the events, as docs/scaling.md "
+        "recommends; in_process: everything on one uvicorn process",
+    )
     parser.add_argument("--sqlite", action="store_true", help="a SQLite file, not PostgreSQL")
     parser.add_argument("--smoke", action="store_true", help="200 members, 40 online, 5 s")
     parser.add_argument("--output", type=Path, default=None, help=f"default: {RESULTS}")
     args = parser.parse_args(argv)
+    if args.smoke and args.backend == "redis" and not redis_reachable():
+        args.backend = "in_process"  # the smoke run checks what it can
     if args.smoke:
         results = run(200, 40, 2.0, 5.0, args.backend, steady=False, postgres=not args.sqlite)
     else:

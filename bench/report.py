@@ -31,6 +31,7 @@ TARGET_MEMORY = 4.0
 TARGET_CPU_PER_DELIVERY_US = 150
 TARGET_LISTENERS_P99_MS = 1000
 TARGET_MEMORY_PER_POLL_KIB = 10
+TARGET_DAY_CPU_SHARE = 0.5
 # The events runs on the page, in order: (file in bench/results, label).
 EVENT_RUNS = (
     ("events-before.json", "before, 1,000 polls"),
@@ -450,11 +451,77 @@ def events_markdown(runs: list[tuple[str, dict[str, Any]]]) -> str:
                     )
     redis = next((r["machine"].get("redis") for _label, r in runs if "redis" in r["machine"]), "")
     template = Template((TEMPLATES / "performance-events.md").read_text())
+    day_path = RESULTS / "events-day.json"
+    day = orjson.loads(day_path.read_bytes()) if day_path.exists() else None
+    if day is not None:
+        targets.append(day_target(day))
     return template.substitute(
         redis=redis or "(not reached)",
         targets="\n".join(targets),
         runs="\n".join(rows),
         missed=MISSED_CPU if missed else "",
+        day=day_markdown(day) if day else "Not measured yet: `python -m bench.events_day`.",
+    )
+
+
+def day_target(results: dict[str, Any]) -> str:
+    day = results["day"]
+    share = day["server_cpu_share"]
+    return (
+        f"| 3 | a realistic day: {day['members']:,} members, {day['online_at_start']:,} online "
+        f"clients, {day['arrivals_per_sec']} coming online /s, {day['window_secs']:.0f} s | "
+        f"server CPU **{share:.2f} of one core**; p99 post {day['post_ms']['p99']:,.0f} ms, "
+        f"p99 event {day['delivery_ms']['p99']:,.0f} ms; {day['errors']} errors | "
+        f"< {TARGET_DAY_CPU_SHARE} core | {verdict(share < TARGET_DAY_CPU_SHARE)} |"
+    )
+
+
+def day_markdown(results: dict[str, Any]) -> str:
+    """The table of bench.events_day's run."""
+    day = results["day"]
+    rss = day["server_rss_mib"]
+    rows = [
+        (
+            "database, backend, processes",
+            f"{results['machine'].get('database', '?')}, {day['backend'].replace('_', '-')}, "
+            f"{day['processes']}",
+        ),
+        (
+            "members / online at the start / came online in the window",
+            f"{day['members']:,} / {day['online_at_start']:,} / {day['arrivals']}",
+        ),
+        ("window", f"{day['window_secs']:.0f} s, real time"),
+        (
+            "server CPU",
+            f"{day['server_cpu_secs']:.1f} s: **{day['server_cpu_share']:.2f} of one core**",
+        ),
+        (
+            "presence posts",
+            f"{day['posts']:,}, p50 {day['post_ms']['p50']:.0f} ms, p99 "
+            f"{day['post_ms']['p99']:.0f} ms",
+        ),
+        (
+            "presence events delivered",
+            f"{day['deliveries']:,}, p50 "
+            f"{day['delivery_ms']['p50']:.0f} ms, p99 {day['delivery_ms']['p99']:.0f} ms after "
+            "the arriving member's post started",
+        ),
+        (
+            "registrations (with the realm's presence)",
+            f"p50 {day['register_ms'].get('p50', 0):.0f} ms, p99 "
+            f"{day['register_ms'].get('p99', 0):.0f} ms",
+        ),
+        ("answered polls / heartbeats", f"{day['polls']:,} / {day['heartbeats']:,}"),
+        ("errors", str(day["errors"])),
+        (
+            "server memory (RSS)",
+            f"{rss.get('queues_registered', 0):.0f} MiB with the queues "
+            f"registered, {rss.get('polls_waiting', 0):.0f} MiB with every poll waiting, "
+            f"{rss.get('end_of_window', 0):.0f} MiB at the end",
+        ),
+    ]
+    return "| figure | value |\n| --- | --- |\n" + "\n".join(
+        f"| {name} | {value} |" for name, value in rows
     )
 
 
