@@ -180,6 +180,10 @@ class RawStringField(serializers.CharField):
         return SLOW if _SURROGATE.search(text) else text
 
 
+# The fields whose quick_value gives exactly what their validation gives.
+QUICK_FIELD_CLASSES = (JsonBooleanField, JsonIntegerField, RawStringField)
+
+
 @dataclass(frozen=True)
 class Params:
     """A request's validated parameters (read like a dict), and the names it sent that the
@@ -254,12 +258,14 @@ class ZulipParamsSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
     @classmethod
     def _quick_fields(cls) -> dict[str, serializers.Field] | None:  # type: ignore[type-arg]
-        """The declared fields, if every one has a quick_value and none has a validate_<name>
-        method or validators of its own (beyond RawStringField's); else None. Once per class."""
+        """The declared fields, if every one is of a class in QUICK_FIELD_CLASSES and none has a
+        validate_<name> method or validators of its own (beyond RawStringField's); else None.
+        Once per class."""
         if cls not in ZulipParamsSerializer._quick:
             fields: dict[str, serializers.Field] | None = dict(cls._declared_fields)  # type: ignore[type-arg]
             for name, field in cls._declared_fields.items():
-                if not hasattr(field, "quick_value") or hasattr(cls, f"validate_{name}"):
+                # Exactly these classes: a subclass may convert otherwise (strip, limit, ...).
+                if type(field) not in QUICK_FIELD_CLASSES or hasattr(cls, f"validate_{name}"):
                     fields = None
                     break
                 own = [
