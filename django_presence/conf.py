@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.utils.functional import empty
 
 # Setting name -> default. The properties below read through this table; checks.py validates it.
 DEFAULTS: dict[str, Any] = {
@@ -38,7 +39,13 @@ class PresenceSettings:
     """Typed accessors for the app's settings; each returns the host's value or the default."""
 
     def _get(self, name: str) -> Any:
-        return getattr(django_settings, name, DEFAULTS[name])
+        # From the settings object that django.conf.settings wraps (override_settings swaps it),
+        # still live: through LazySettings, a setting the host left unset costs a Python-level
+        # AttributeError at each read, and a long poll reads a dozen of them.
+        wrapped = django_settings.__dict__["_wrapped"]
+        if wrapped is empty:
+            return getattr(django_settings, name, DEFAULTS[name])
+        return getattr(wrapped, name, DEFAULTS[name])
 
     @property
     def OFFLINE_THRESHOLD_SECS(self) -> int:

@@ -30,7 +30,7 @@ from typing import Any
 
 import django
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.urls import Resolver404, get_resolver, get_urlconf, set_script_prefix
+from django.urls import Resolver404, get_resolver, set_script_prefix
 
 # What is_long_poll found for each path, by URL resolver (a changed URLconf has another one):
 # resolving costs more than the rest of the routing, on every request. Emptied when full, so
@@ -47,7 +47,9 @@ def is_long_poll(scope: dict[str, Any]) -> bool:
     root_path: str = scope.get("root_path", "")
     if root_path and path.startswith(root_path):
         path = path[len(root_path) :]
-    resolver = get_resolver(get_urlconf())
+    # The project's URLconf: nothing has set another one for a request not yet handled (and
+    # asking asgiref's context-local for it costs more than the rest of the routing).
+    resolver = get_resolver()
     known = _long_polls.get((resolver, path))
     if known is None:
         try:
