@@ -23,7 +23,7 @@ from django_presence.events.backends import get_event_backend
 from django_presence.events.queues import EventQueue
 from django_presence.events.serializers import GetEventsParams, RegisterParams
 from django_presence.events.service import get_events, register_event_queue
-from django_presence.events.worker import SyncWorker
+from django_presence.events.worker import SyncWorker, release_connections, worker
 from django_presence.models import RealmMember
 from django_presence.serializers import (
     UpdatePresenceParams,
@@ -188,6 +188,8 @@ def test_an_api_key_long_poll_is_answered_by_the_application(
     assert (status, body["code"]) == (400, "BAD_EVENT_QUEUE_ID")
     status, body = async_to_sync(_asgi_get)("/api/v1/events", "queue_id=x", "Basic eDp5")
     assert (status, body["code"]) == (401, "UNAUTHORIZED")
+    # The worker's connection, closed while this test may still touch the database.
+    async_to_sync(worker.run)(release_connections)
 
 
 def test_the_worker_runs_in_order_and_hands_errors_back():
