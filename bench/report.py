@@ -419,8 +419,10 @@ def events_markdown(runs: list[tuple[str, dict[str, Any]]]) -> str:
             )
             memory = scenario.get("memory_per_waiting_poll_kib")
             latency = scenario["latency_ms"]
+            loads = [r["load_average_before"] for r in scenario["rounds"]]
             rows.append(
-                f"| {label} | {where} | {scenario['queues']:,} | {latency['p50']:,.0f} ms | "
+                f"| {label} | {where} | {min(loads):.1f}-{max(loads):.1f} | "
+                f"{scenario['queues']:,} | {latency['p50']:,.0f} ms | "
                 f"{latency['p99']:,.0f} ms | {latency['max']:,.0f} ms | "
                 + (f"{cpu:,.0f} µs ({rounds}) | " if cpu is not None else "| ")
                 + (f"{memory:.1f} KiB |" if memory is not None else " |")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Container, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,7 +128,13 @@ class EventQueue:
 
     def copy(self) -> EventQueue:
         """An independent copy (events are never changed once made, so they are shared)."""
-        return replace(self, events=list(self.events), log_head=None)
+        # Field by field, not dataclasses.replace, which goes through __init__ and costs several
+        # times as much: queues are copied at every load and save of the in-process backend.
+        clone = object.__new__(EventQueue)
+        clone.__dict__.update(self.__dict__)
+        clone.events = list(self.events)
+        clone.log_head = None
+        return clone
 
     def expired(self, at: float, timeout_secs: int) -> bool:
         return at - self.last_connected >= timeout_secs

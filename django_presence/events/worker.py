@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
 from collections import defaultdict
@@ -26,6 +27,8 @@ from typing import Any, TypeVar
 from django.db import connections
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 # Results handed back to a loop at once, at most: the first polls of a burst need not wait for
 # the last ones to be authenticated.
@@ -44,6 +47,15 @@ def release_connections() -> None:
     for connection in connections.all(initialized_only=True):
         if not connection.in_atomic_block:
             connection.close_if_unusable_or_obsolete()
+
+
+def _release_quietly() -> None:
+    """release_connections, for the worker: whatever it meets (a database that is down), the
+    thread must live on, or every long poll after it would wait for nothing."""
+    try:
+        release_connections()
+    except Exception:
+        logger.warning("Presence events: could not release a database connection", exc_info=True)
 
 
 def _settle(results: list[_Result]) -> None:
@@ -86,7 +98,7 @@ class SyncWorker:
             try:
                 job: _Job | None = self._jobs.get(timeout=IDLE_RELEASE_SECS)
             except queue.Empty:
-                release_connections()
+                _release_quietly()
                 job = self._jobs.get()
             done: dict[asyncio.AbstractEventLoop, list[_Result]] = defaultdict(list)
             count = 0
@@ -97,7 +109,7 @@ class SyncWorker:
                 except BaseException as error:  # handed to the poll, which answers it
                     done[loop].append((future, None, error))
                     # The connection may be broken (the database restarted): a new one next.
-                    release_connections()
+                    _release_quietly()
                 count += 1
                 try:
                     job = self._jobs.get_nowait()
