@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -160,9 +161,10 @@ class RedisServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-@pytest.fixture(name="private_redis")
-def private_redis_fixture() -> Iterator[RedisServer]:
-    """A started private Redis server, ended and deleted after the test whatever happened."""
+@contextmanager
+def started_private_redis() -> Iterator[RedisServer]:
+    """A started private Redis server, ended and deleted afterwards whatever happened; the
+    test is skipped, saying why, where redis-server is missing."""
     reason = why_unavailable()
     if reason is not None:
         pytest.skip(reason)
@@ -172,3 +174,10 @@ def private_redis_fixture() -> Iterator[RedisServer]:
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture(name="private_redis")
+def private_redis_fixture() -> Iterator[RedisServer]:
+    """A private Redis server for one test."""
+    with started_private_redis() as server:
+        yield server

@@ -23,7 +23,7 @@ from loopback.example import Account, ExampleServer, create_accounts, manage
 from loopback.server import free_port
 from tests.e2e_server import SQLITE_RUN_ONLY
 
-from .redis_server import RedisServer, why_unavailable
+from .redis_server import RedisServer, started_private_redis
 
 pytestmark = [pytest.mark.e2e, SQLITE_RUN_ONLY]
 
@@ -35,15 +35,8 @@ POLL_SETTLE_SECS = 0.5  # for a long poll to reach the server before what should
 
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
-    reason = why_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    server = RedisServer()
-    try:
-        server.start()
+    with started_private_redis() as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture(scope="module")
