@@ -60,3 +60,16 @@ def count_members_who_can_access(
         count += sum(1 for viewer in viewers if can_access(viewer, subject))
         start += stop_after
     return min(count, stop_after)
+
+
+def more_members_can_access_than(
+    subject: RealmMember, members: QuerySet[RealmMember], limit: int
+) -> bool:
+    """Whether more than ``limit`` of ``members`` may see ``subject``. No more of them can than
+    there are: one capped count decides it whenever there are at most ``limit`` members (or
+    everyone sees everyone), before any viewer's access is looked at, which costs a model
+    instance per viewer (a presence write would otherwise load a whole large realm's members)."""
+    present = members[: limit + 1].count()
+    if present <= limit or not presence_settings.LIMIT_TO_ACCESSIBLE_USERS:
+        return present > limit
+    return count_members_who_can_access(subject, members, stop_after=limit + 1) > limit

@@ -24,7 +24,11 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Concat, Lower, NullIf, Trim
 from django.utils import timezone
 
-from .access import accessible_user_ids, count_members_who_can_access
+from .access import (
+    accessible_user_ids,
+    count_members_who_can_access,
+    more_members_can_access_than,
+)
 from .conf import presence_settings
 from .formatting import legacy_entry, modern_entry_at
 from .models import (
@@ -456,6 +460,13 @@ def count_event_recipients(realm: Realm, subject: RealmMember, *, stop_after: in
     the realm (bots included) who may see the subject, counted no further than
     ``stop_after``."""
     return count_members_who_can_access(subject, active_members(realm), stop_after=stop_after)
+
+
+def has_more_event_recipients_than(realm: Realm, subject: RealmMember, limit: int) -> bool:
+    """Whether a presence event about ``subject`` would reach more than ``limit`` members:
+    ``count_event_recipients(...) > limit``, in one query unless the realm is larger than
+    ``limit`` and access limiting is on."""
+    return more_members_can_access_than(subject, active_members(realm), limit)
 
 
 # The relation from a realm to its members' presence rows: at most one row per member.

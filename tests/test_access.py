@@ -13,7 +13,7 @@ from django.utils import timezone
 from django_presence import access, actions
 from django_presence.adapter import DefaultAccessAdapter
 from django_presence.models import RealmMember
-from django_presence.queries import count_event_recipients
+from django_presence.queries import count_event_recipients, has_more_event_recipients_than
 
 from .api_utils import REALM_PRESENCE_URL, assert_error, success, user_presence_url
 from .events_utils import poll, register_queue
@@ -93,6 +93,39 @@ def test_event_delivery_follows_the_policy(
             actions.do_set_presence_enabled(member, False)
     seen = {event["user_id"] for event in poll(client, queue_id)}
     assert seen == {member.user_id for member in _odd(team)}
+
+
+@pytest.mark.usefixtures("policy")
+def test_the_event_limit_is_decided_by_the_policy_only_above_the_realm_size(
+    team, monkeypatch, django_assert_num_queries
+):
+    even = team[1]
+    asked: list[int] = []
+    ask = OddSeesOdd.accessible_user_ids
+
+    def counted(adapter: OddSeesOdd, viewer: RealmMember) -> QuerySet[RealmMember, int] | None:
+        asked.append(viewer.user_id)
+        return ask(adapter, viewer)
+
+    monkeypatch.setattr(OddSeesOdd, "accessible_user_ids", counted)
+    # Six members: a limit of six or more is never exceeded, whoever sees whom, which one
+    # capped count says without asking the policy about any viewer.
+    for limit in (6, 100):
+        with django_assert_num_queries(1):
+            assert has_more_event_recipients_than(even.realm, even, limit) is False
+    assert asked == []
+    # Below the realm's size the policy decides: three members see an even one, six an odd one.
+    assert has_more_event_recipients_than(even.realm, even, 2) is True
+    assert has_more_event_recipients_than(even.realm, even, 3) is False
+    assert has_more_event_recipients_than(even.realm, team[0], 5) is True
+    assert asked
+
+
+def test_without_access_limiting_one_count_decides_the_event_limit(team, django_assert_num_queries):
+    viewer = team[0]
+    for limit, exceeded in ((5, True), (6, False)):
+        with django_assert_num_queries(1):
+            assert has_more_event_recipients_than(viewer.realm, viewer, limit) is exceeded
 
 
 def test_without_access_limiting_everyone_sees_everyone(team):

@@ -9,7 +9,7 @@ from typing import Any
 from django_presence.actions import do_record_lost_presence_event
 from django_presence.conf import presence_settings
 from django_presence.models import RealmMember, UserPresence, UserStatus
-from django_presence.queries import count_event_recipients
+from django_presence.queries import has_more_event_recipients_than
 from django_presence.signals import presence_changed, user_status_changed
 
 from .backends import get_event_backend
@@ -73,8 +73,7 @@ def _too_many_recipients(member: RealmMember) -> bool:
     limit = presence_settings.USER_LIMIT_FOR_EVENTS
     if limit is None:
         return False  # no limit: nothing to count
-    # Counting one past the limit is enough to decide, however large the realm.
-    return count_event_recipients(member.realm, member, stop_after=limit + 1) > limit
+    return has_more_event_recipients_than(member.realm, member, limit)
 
 
 def _record_lost_event(member: RealmMember) -> None:
