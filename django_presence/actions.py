@@ -33,6 +33,7 @@ from .models import (
     user_email,
 )
 from .queries import get_user_status, stale_presence_rows, stored_status_of
+from .recent_keys import forget_recent_api_keys
 from .signals import (
     presence_changed,
     presence_enabled_changed,
@@ -189,9 +190,11 @@ def do_revoke_api_key(api_key: ApiKey) -> None:
 
 def do_revoke_api_keys(member: RealmMember) -> int:
     """Revoke every active key of the member; returns how many were revoked."""
-    return ApiKey.objects.filter(member=member, revoked_at__isnull=True).update(
+    revoked = ApiKey.objects.filter(member=member, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+    forget_recent_api_keys()  # an update sends no post_save
+    return revoked
 
 
 # Presence ----------------------------------------------------------------------------------
@@ -620,6 +623,9 @@ def do_record_lost_presence_event(realm: Realm) -> None:
         if not PresenceSequence.objects.filter(realm=realm).update(events_lost=lost):
             _ensure_presence_sequence(realm.pk)
             PresenceSequence.objects.filter(realm=realm).update(events_lost=lost)
+        # The remembered keys carry the realm's count: the polls of this process must see
+        # the new one at once.
+        forget_recent_api_keys()
 
 
 # Purging old rows ---------------------------------------------------------------------------

@@ -11,10 +11,12 @@ class PresenceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import actions, checks, timers
+        from . import actions, checks, recent_keys, timers
         from .events import receivers
 
         checks.register()
+        # Keys remembered for the event endpoints are forgotten when their rows change.
+        recent_keys.connect()
         # Presence events for the event queues (docs/events.md).
         receivers.connect()
         # Status transitions by time alone (docs/signals.md), swept in each server process.

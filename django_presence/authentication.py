@@ -22,6 +22,7 @@ from rest_framework.request import Request
 from .actions import api_key_digest
 from .exceptions import WWW_AUTHENTICATE, ZulipAuthenticationFailed, ZulipError
 from .models import ApiKey, RealmMember
+from .recent_keys import recent_api_keys
 
 API_KEY_FORMAT = re.compile(r"[A-Za-z0-9]{32}")
 
@@ -103,12 +104,18 @@ def check_member_can_authenticate(member: RealmMember) -> None:
         raise ZulipAuthenticationFailed("Account is deactivated", code="USER_DEACTIVATED")
 
 
-def authenticate_api_key(email: str, raw_key: str) -> RealmMember:
-    """The active member that ``raw_key`` belongs to, if it belongs to ``email``."""
+def authenticate_api_key(email: str, raw_key: str, *, remembered: bool = False) -> RealmMember:
+    """The active member that ``raw_key`` belongs to, if it belongs to ``email``. With
+    ``remembered``, a key this process looked up lately is taken from recent_keys.py, and one
+    looked up now is kept there."""
     if not API_KEY_FORMAT.fullmatch(raw_key):
         raise ZulipAuthenticationFailed("Malformed API key")
     digest = api_key_digest(raw_key)
-    api_key = _find_api_key(digest)
+    api_key = recent_api_keys.get(digest) if remembered else None
+    if api_key is None:
+        api_key = _find_api_key(digest)
+        if remembered and api_key is not None:
+            recent_api_keys.remember(digest, api_key)
     # The digest lookup goes through an index; the comparisons below run in constant time so
     # that neither the key nor the email leaks through timing.
     if api_key is None or not hmac.compare_digest(api_key.key_digest, digest):
@@ -140,6 +147,10 @@ class ZulipApiKeyAuthentication(BaseAuthentication):
     """DRF authentication with the member's email and API key. ``request.auth`` is the
     RealmMember, so views need no further query to find the caller's realm."""
 
+    # Whether the keys this process looked up lately serve (recent_keys.py): for the event
+    # endpoints, whose clients all authenticate again at once after each event.
+    remembered_keys = False
+
     def authenticate(self, request: Request) -> tuple[Any, RealmMember] | None:
         header = get_authorization_header(request)
         if not header:
@@ -154,8 +165,14 @@ class ZulipApiKeyAuthentication(BaseAuthentication):
         email, separator, raw_key = decoded.partition(":")
         if not separator:
             raise ZulipAuthenticationFailed("Invalid authorization header for basic auth")
-        member = authenticate_api_key(email, raw_key)
+        member = authenticate_api_key(email, raw_key, remembered=self.remembered_keys)
         return member.user, member
 
     def authenticate_header(self, request: Request) -> str:
         return WWW_AUTHENTICATE
+
+
+class RememberedApiKeyAuthentication(ZulipApiKeyAuthentication):
+    """ZulipApiKeyAuthentication for GET and DELETE events, with the keys looked up lately."""
+
+    remembered_keys = True

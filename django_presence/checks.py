@@ -5,6 +5,7 @@ Messages, hints and ids are data; each id is used once (a test keeps it so).
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 from collections.abc import Callable
@@ -46,6 +47,7 @@ E_LONG_POLL_OUTLIVES_CLIENT = "django_presence.E020"
 E_READ_DATABASE = "django_presence.E021"
 E_EVENT_BACKEND_CLASS = "django_presence.E022"
 E_TIMERS_IN_PROCESS = "django_presence.E023"
+E_EVENTS_AUTH_CACHE_SECS = "django_presence.E024"
 
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 # A long poll must answer this long before the zulip package's own timeout gives up on it.
@@ -80,6 +82,15 @@ def _or_none(predicate: Callable[[Any], bool]) -> Callable[[Any], bool]:
 def _is_positive_int(value: Any) -> bool:
     # bool is an int subclass, but True is no number of seconds.
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_seconds(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
 def _is_drf_rate(value: Any) -> bool:
@@ -143,6 +154,13 @@ SETTING_RULES: tuple[SettingRule, ...] = (
         _passes_if(lambda value: value <= LONGEST_LONG_POLL_SECS),
         f"{{name}} ({{value}}) exceeds {LONGEST_LONG_POLL_SECS}.",
         hint=f"Zulip clients give up on GET events after {CLIENT_LONGPOLL_TIMEOUT_SECS} s.",
+    ),
+    SettingRule(
+        "PRESENCE_EVENTS_AUTH_CACHE_SECS",
+        E_EVENTS_AUTH_CACHE_SECS,
+        _passes_if(_is_seconds),
+        "{name} must be a number of seconds, 0 or more, not {value!r}.",
+        hint="Remove it to use the default ({default}); 0 authenticates every poll afresh.",
     ),
     SettingRule(
         "PRESENCE_USER_LIMIT_FOR_EVENTS",

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "PRESENCE_EVENT_QUEUE_TIMEOUT_SECS": 600,
     "PRESENCE_EVENT_LONG_POLL_SECS": 50,
     "PRESENCE_TIMERS_IN_PROCESS": True,
+    "PRESENCE_EVENTS_AUTH_CACHE_SECS": 10,
 }
 
 
@@ -140,6 +141,13 @@ class PresenceSettings:
         transitions, user statuses that end); False when ``manage.py presence_timers`` runs as
         a worker instead."""
         return bool(self._get("PRESENCE_TIMERS_IN_PROCESS"))
+
+    @property
+    def EVENTS_AUTH_CACHE_SECS(self) -> float:
+        """How long this process remembers an API key that GET or DELETE events authenticated
+        with (recent_keys.py): a change made elsewhere reaches its polls within this; 0 asks
+        the database every time."""
+        return float(self._get("PRESENCE_EVENTS_AUTH_CACHE_SECS"))
 
     @property
     def CAME_ONLINE_THRESHOLD_SECS(self) -> int:

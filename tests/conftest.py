@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from django_presence import actions
 from django_presence.models import RealmMember
+from django_presence.recent_keys import recent_api_keys
 from loopback.auth import basic_auth
 
 from .example_postgres import example_pg_database  # noqa: F401 - a fixture for every test
@@ -69,3 +70,10 @@ def rate_limited(settings):
     with mock.patch("rest_framework.throttling.SimpleRateThrottle.timer", return_value=1e9):
         yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _forget_recent_api_keys():
+    """Each test's database is rolled back: the keys a test's polls remembered go with it."""
+    yield
+    recent_api_keys.forget_all()

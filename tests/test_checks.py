@@ -180,6 +180,8 @@ def test_ids_are_unique_and_namespaced():
         checks.E_LONG_POLL_OUTLIVES_CLIENT,
         checks.E_READ_DATABASE,
         checks.E_EVENT_BACKEND_CLASS,
+        checks.E_TIMERS_IN_PROCESS,
+        checks.E_EVENTS_AUTH_CACHE_SECS,
     ]
     assert len(ids) == len(set(ids))
     assert all(check_id.startswith("django_presence.E") for check_id in ids)
@@ -192,6 +194,18 @@ def test_every_setting_has_a_check():
 def test_timers_in_process_must_be_a_boolean():
     with override_settings(PRESENCE_TIMERS_IN_PROCESS="no"):
         assert check_ids() == [checks.E_TIMERS_IN_PROCESS]
+
+
+@pytest.mark.parametrize("value", [-1, "10", True, float("nan"), float("inf"), None])
+def test_events_auth_cache_secs_must_be_seconds(value):
+    with override_settings(PRESENCE_EVENTS_AUTH_CACHE_SECS=value):
+        assert check_ids() == [checks.E_EVENTS_AUTH_CACHE_SECS]
+
+
+@pytest.mark.parametrize("value", [0, 2.5, 10])
+def test_events_auth_cache_secs_takes_seconds(value):
+    with override_settings(PRESENCE_EVENTS_AUTH_CACHE_SECS=value):
+        assert check_ids() == []
 
 
 def test_check_command_fails_on_bad_setting():

@@ -16,6 +16,10 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from django_presence.authentication import (
+    RememberedApiKeyAuthentication,
+    ZulipSessionAuthentication,
+)
 from django_presence.exceptions import ZulipError
 from django_presence.models import RealmMember
 from django_presence.permissions import get_request_member
@@ -73,6 +77,8 @@ class EventsEndpoint(PresenceAPIView):
     (method check, authentication, permission, rate limit, parameters, envelope, errors), run by
     events_view around its asynchronous part. A long poll counts once against
     PRESENCE_API_RATE, when it starts."""
+
+    authentication_classes = [RememberedApiKeyAuthentication, ZulipSessionAuthentication]
 
     # Served by events_view, not by DRF's dispatch: named for the method check and Allow.
     @property
