@@ -32,7 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "PRESENCE_EVENT_QUEUE_TIMEOUT_SECS": 600,
     "PRESENCE_EVENT_LONG_POLL_SECS": 50,
     "PRESENCE_TIMERS_IN_PROCESS": True,
-    "PRESENCE_EVENTS_AUTH_CACHE_SECS": 10,
+    "PRESENCE_EVENTS_AUTH_CACHE_SECS": 60,
 }
 
 
@@ -145,8 +145,8 @@ class PresenceSettings:
     @property
     def EVENTS_AUTH_CACHE_SECS(self) -> float:
         """How long this process remembers an API key that GET or DELETE events authenticated
-        with (recent_keys.py): a change made elsewhere reaches its polls within this; 0 asks
-        the database every time."""
+        with (recent_keys.py): a change no message announced reaches its polls within this
+        (60: longer than a long poll); 0 asks the database every time."""
         return float(self._get("PRESENCE_EVENTS_AUTH_CACHE_SECS"))
 
     @property

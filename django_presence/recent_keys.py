@@ -7,14 +7,18 @@ largest part of a delivery's cost (docs/performance.md). Zulip keeps its keys in
 the same reason. Here they are kept in the process, since the event server is where they are
 asked for, and forgotten:
 
-- all at once, in this process, when a transaction commits that saved or deleted a key, a
+- all at once, in every process, when a transaction commits that changed or deleted a key, a
   membership, a realm or a user (the ``post_save`` and ``post_delete`` signals, connected in
   ``PresenceConfig.ready``), or that ran an action changing those rows with
-  ``QuerySet.update`` (revoking a member's keys, counting a lost event);
-- after PRESENCE_EVENTS_AUTH_CACHE_SECS in any case, which bounds how long a change made in
-  another process (or with ``QuerySet.update`` by the host) takes to reach this one. A poll that
-  is already waiting runs to its end whatever happens to its key (up to
-  PRESENCE_EVENT_LONG_POLL_SECS), so this adds little to what a revoked key can still receive.
+  ``QuerySet.update`` (revoking a member's keys, counting a lost event). The other processes
+  hear of it through the event backend (with Redis, a message on the channel their polls'
+  wake-ups come by; the in-process backend has no other process to tell);
+- after PRESENCE_EVENTS_AUTH_CACHE_SECS in any case, which bounds how long a change that no
+  message announced (Redis was down; the host's own ``QuerySet.update``; with the in-process
+  backend, a management command in another process) takes to reach this process. It outlasts
+  a long poll, so that a client's next poll after an event finds the key its last one
+  remembered. A poll already waiting runs to its end whatever happens to its key (up to
+  PRESENCE_EVENT_LONG_POLL_SECS), as it always did.
 
 The entries are the rows authentication loaded (the key, its member, user, realm and the
 realm's sequence): the same objects a waiting poll holds anyway, shared, and only read.
@@ -22,6 +26,7 @@ realm's sequence): the same objects a waiting poll holds anyway, shared, and onl
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -34,6 +39,8 @@ from .conf import presence_settings
 
 if TYPE_CHECKING:
     from .models import ApiKey
+
+logger = logging.getLogger(__name__)
 
 # Past this many keys, expired entries are dropped before another is added; if none has
 # expired, the oldest go: a process cannot be made to hold more than this.
@@ -90,14 +97,32 @@ recent_api_keys = RecentApiKeys()
 
 
 def forget_recent_api_keys() -> None:
-    """Forget every key this process remembers once the current transaction commits (at once
-    outside one): a poll in between would otherwise remember the row as it was. For the actions
-    that change keys, members or realms with QuerySet.update, and for the signals below."""
-    transaction.on_commit(recent_api_keys.forget_all)
+    """Forget every remembered key, in this process and (through the event backend) in the
+    others, once the current transaction commits (at once outside one): a poll in between would
+    otherwise remember the row as it was. For the actions that change keys, members or realms
+    with QuerySet.update, and for the signals below."""
+    transaction.on_commit(_forget_everywhere)
 
 
-def _forget_on_change(sender: Any, **kwargs: Any) -> None:
-    forget_recent_api_keys()
+def _forget_everywhere() -> None:
+    recent_api_keys.forget_all()
+    from .events.backends import get_event_backend  # the backends import this module
+
+    try:
+        get_event_backend().announce_keys_changed()
+    except Exception:
+        # The change has committed; the other processes forget it within their time.
+        logger.warning(
+            "Presence events: could not tell the other processes that API keys changed; they "
+            "forget them within PRESENCE_EVENTS_AUTH_CACHE_SECS",
+            exc_info=True,
+        )
+
+
+def _forget_on_change(sender: Any, *, created: bool = False, **kwargs: Any) -> None:
+    # A row just created is in no remembered entry (a new key, member, user or realm).
+    if not created:
+        forget_recent_api_keys()
 
 
 def connect() -> None:

@@ -24,6 +24,8 @@ from django_presence.events.backends import get_event_backend
 from django_presence.events.backends.redis import log_key, queue_key, wake_channel
 from django_presence.events.queues import EventQueue
 from django_presence.events.wakeups import registry
+from django_presence.models import ApiKey
+from django_presence.recent_keys import forget_recent_api_keys, recent_api_keys
 
 from .api_utils import frozen_now, now_seconds, post_presence, success, ts
 from .events_utils import after, delete_queue, get_events, poll, register_queue
@@ -203,6 +205,61 @@ def test_deleting_a_queue_wakes_its_poll_only(backend, raw_redis):
         < 2
     )
     assert registry.waiting() == 0
+
+
+def _remember_one() -> None:
+    recent_api_keys.remember("a-digest", ApiKey())
+    assert len(recent_api_keys) == 1
+
+
+def test_changed_keys_announced_by_another_process_are_forgotten(backend):
+    queue = new_queue(realm_id=7)
+
+    async def wait_while_another_process_changes_keys() -> None:
+        async with backend.waiting(queue):
+            # Subscribed (waiting() waits for it): from here on only the message forgets.
+            _remember_one()
+            # What forget_recent_api_keys does in another process, once its change commits.
+            await asyncio.to_thread(backend.announce_keys_changed)
+            deadline = time.monotonic() + 5
+            while len(recent_api_keys):
+                assert time.monotonic() < deadline, "the keys were not forgotten"
+                await asyncio.sleep(0.05)
+
+    asyncio.run(wait_while_another_process_changes_keys())
+
+
+@pytest.mark.django_db
+def test_a_change_is_announced_once_committed(
+    backend, raw_redis, django_capture_on_commit_callbacks
+):
+    subscriber = raw_redis.pubsub()
+    subscriber.subscribe(wake_channel("keys"))
+    assert subscriber.get_message(timeout=2)["type"] == "subscribe"
+    _remember_one()
+    with django_capture_on_commit_callbacks(execute=True):
+        forget_recent_api_keys()
+        assert len(recent_api_keys) == 1  # not before the commit
+    assert len(recent_api_keys) == 0
+    message = subscriber.get_message(timeout=2)
+    subscriber.close()
+    assert message is not None and message["data"] == "keys"
+
+
+@pytest.mark.django_db
+def test_keys_are_forgotten_locally_when_redis_cannot_be_told(
+    settings, caplog, django_capture_on_commit_callbacks
+):
+    settings.PRESENCE_EVENT_BACKEND = "django_presence.events.backends.redis.RedisBackend"
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    settings.PRESENCE_EVENT_REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    _remember_one()
+    with django_capture_on_commit_callbacks(execute=True):
+        forget_recent_api_keys()
+    assert len(recent_api_keys) == 0
+    assert "could not tell the other processes" in caplog.text
 
 
 # The HTTP API on the Redis backend ---------------------------------------------------------

@@ -36,6 +36,11 @@ class EventBackend(ABC):
         """Append ``entry`` to the realm's log once, and wake the realm's long polls."""
 
     @abstractmethod
+    def announce_keys_changed(self) -> None:
+        """Tell the other server processes to forget the API keys they remember
+        (recent_keys.py)."""
+
+    @abstractmethod
     def create_queue(self, queue: EventQueue) -> None:
         """Store a new queue whose cursor is the end of its realm's log."""
 

@@ -50,6 +50,9 @@ class InProcessBackend(EventBackend):
             self._trim(log, at)
         registry.wake_realm(realm_id)
 
+    def announce_keys_changed(self) -> None:
+        pass  # the queues of this backend live in one process, which has forgotten them
+
     def create_queue(self, queue: EventQueue) -> None:
         at = queues.now()
         with self._lock:

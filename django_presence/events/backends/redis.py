@@ -12,6 +12,8 @@ Redis primitives only (docs/events.md says why each):
   are a compare-and-set on ``v`` in a short Lua script.
 - ``<prefix>:wake:<realm_id>``: a pub/sub channel. Each server process keeps one connection
   pattern-subscribed to them all, in a thread, and wakes its own waiting polls.
+- ``<prefix>:wake:keys``: on the same subscription, news that an API key, a member, a user or a
+  realm changed: every process forgets the keys it remembers (recent_keys.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from django_presence.conf import presence_settings
 from django_presence.events import queues
 from django_presence.events.queues import EventQueue, LogEntry
 from django_presence.events.wakeups import registry
+from django_presence.recent_keys import recent_api_keys
 
 from . import MAX_ENTRIES_PER_READ, EventBackend
 
@@ -98,6 +101,9 @@ def log_key(realm_id: int) -> str:
 
 def queue_key(queue_id: str) -> str:
     return _key("queue", queue_id)
+
+
+KEYS_CHANGED = "keys"
 
 
 def wake_channel(realm_id: int | str) -> str:
@@ -314,10 +320,14 @@ class _Listener(threading.Thread):
     def _on_message(self, message: dict[str, Any]) -> None:
         if message["type"] == "psubscribe":
             self.subscribed.set()
+            # News of changed keys may have been lost while unsubscribed.
+            recent_api_keys.forget_all()
             registry.wake_all()
         elif message["type"] == "pmessage":
             realm = message["channel"].rpartition(":")[2]
-            if not realm.isdigit():
+            if realm == KEYS_CHANGED:
+                recent_api_keys.forget_all()
+            elif not realm.isdigit():
                 return  # not one of ours: it must not end the subscription
             if message["data"] == NEW_ENTRY:
                 registry.wake_realm(int(realm))
@@ -360,6 +370,9 @@ class RedisBackend(EventBackend):
         pipe.expire(log_key(realm_id), retention_secs)
         pipe.publish(wake_channel(realm_id), NEW_ENTRY)
         pipe.execute()
+
+    def announce_keys_changed(self) -> None:
+        self._sync().client.publish(wake_channel(KEYS_CHANGED), KEYS_CHANGED)
 
     def create_queue(self, queue: EventQueue) -> None:
         sync = self._sync()
