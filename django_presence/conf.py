@@ -1,8 +1,10 @@
-"""Settings of django-presence, read live from ``django.conf.settings``.
+"""Settings of django-presence, from ``django.conf.settings``.
 
-Every setting is a flat ``PRESENCE_*`` name with Zulip's default. Nothing is cached, so
-``override_settings`` and pytest-django's ``settings`` fixture just work. docs/configuration.md
-lists them all (a test keeps the two in step).
+Every setting is a flat ``PRESENCE_*`` name with Zulip's default. Each value is read once and
+kept until Django's ``setting_changed`` signal says a setting changed (``override_settings``
+and pytest-django's ``settings`` fixture send it): a long poll reads a dozen settings, and
+through ``LazySettings`` each read of a setting the host left unset costs a Python-level
+``AttributeError``. docs/configuration.md lists them all (a test keeps the two in step).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings as django_settings
-from django.utils.functional import empty
+from django.core.signals import setting_changed
 
 # Setting name -> default. The properties below read through this table; checks.py validates it.
 DEFAULTS: dict[str, Any] = {
@@ -39,14 +41,19 @@ DEFAULTS: dict[str, Any] = {
 class PresenceSettings:
     """Typed accessors for the app's settings; each returns the host's value or the default."""
 
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+
     def _get(self, name: str) -> Any:
-        # From the settings object that django.conf.settings wraps (override_settings swaps it),
-        # still live: through LazySettings, a setting the host left unset costs a Python-level
-        # AttributeError at each read, and a long poll reads a dozen of them.
-        wrapped = django_settings.__dict__["_wrapped"]
-        if wrapped is empty:
-            return getattr(django_settings, name, DEFAULTS[name])
-        return getattr(wrapped, name, DEFAULTS[name])
+        try:
+            return self._values[name]
+        except KeyError:
+            value = self._values[name] = getattr(django_settings, name, DEFAULTS[name])
+            return value
+
+    def forget(self) -> None:
+        """Read every setting afresh at its next use."""
+        self._values.clear()
 
     @property
     def OFFLINE_THRESHOLD_SECS(self) -> int:
@@ -162,3 +169,11 @@ class PresenceSettings:
 
 
 presence_settings = PresenceSettings()
+
+
+def _on_setting_changed(**kwargs: Any) -> None:
+    # Any setting: a PRESENCE_* one, or the whole settings object swapped.
+    presence_settings.forget()
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="django_presence.conf.setting_changed")
