@@ -10,14 +10,14 @@ from django_presence.conf import DEFAULTS, presence_settings
 
 
 def test_a_setting_unset_by_the_host_has_its_default():
-    assert presence_settings.EVENT_LONG_POLL_SECS == DEFAULTS["PRESENCE_EVENT_LONG_POLL_SECS"]
+    assert DEFAULTS["PRESENCE_EVENT_LONG_POLL_SECS"] == presence_settings.EVENT_LONG_POLL_SECS
 
 
 def test_override_settings_is_seen_and_undone():
     before = presence_settings.SERVER_NAME
     with override_settings(PRESENCE_SERVER_NAME="Overridden"):
         assert presence_settings.SERVER_NAME == "Overridden"
-    assert presence_settings.SERVER_NAME == before
+    assert before == presence_settings.SERVER_NAME
 
 
 def test_values_are_kept_until_a_setting_changes():
