@@ -8,7 +8,7 @@ exceptions.py.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -80,6 +80,9 @@ class AlwaysJSON(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+_SHARED_INSTANCES: dict[tuple[type[Any], tuple[Any, ...]], list[Any]] = {}
+
+
 class PresenceAPIView(APIView):
     """Base of the app's views: Zulip-style auth, envelope, rate limit and parameters."""
 
@@ -101,6 +104,25 @@ class PresenceAPIView(APIView):
 
     def get_exception_handler(self) -> Any:
         return zulip_exception_handler
+
+    # DRF makes a new parser, authenticator and permission object per request; none of these
+    # classes keeps state, so each view shares one set (the throttles, which do, stay per
+    # request). Keyed by the classes too, should a host or a test change them.
+    def _shared(self, classes: Sequence[Any]) -> list[Any]:
+        key = (type(self), tuple(classes))
+        instances = _SHARED_INSTANCES.get(key)
+        if instances is None:
+            instances = _SHARED_INSTANCES[key] = [component() for component in classes]
+        return instances
+
+    def get_parsers(self) -> list[Any]:
+        return self._shared(self.parser_classes)
+
+    def get_authenticators(self) -> list[Any]:
+        return self._shared(self.authentication_classes)
+
+    def get_permissions(self) -> list[Any]:
+        return self._shared(self.permission_classes)
 
     @property
     def default_response_headers(self) -> dict[str, str]:

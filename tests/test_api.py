@@ -630,3 +630,19 @@ def test_server_settings_follows_settings(settings):
     assert body["server_presence_ping_interval_seconds"] == 30
     assert body["server_presence_offline_threshold_seconds"] == 140
     assert body["realm_name"] == "Elsinore"
+
+
+def test_views_share_their_stateless_components(monkeypatch):
+    from django_presence.authentication import ZulipApiKeyAuthentication
+    from django_presence.views import UpdatePresenceView
+
+    first, second = UpdatePresenceView(), UpdatePresenceView()
+    assert first.get_parsers() is second.get_parsers()
+    assert first.get_authenticators() is second.get_authenticators()
+    assert first.get_permissions() is second.get_permissions()
+    # Throttles keep each request's history: never shared.
+    assert first.get_throttles()[0] is not second.get_throttles()[0]
+    # Other classes, other instances.
+    monkeypatch.setattr(UpdatePresenceView, "authentication_classes", [ZulipApiKeyAuthentication])
+    (only,) = UpdatePresenceView().get_authenticators()
+    assert type(only) is ZulipApiKeyAuthentication
