@@ -15,7 +15,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from django_presence import __version__, actions
+from django_presence.authentication import ZulipApiKeyAuthentication
 from django_presence.models import UserPresence
+from django_presence.views import UpdatePresenceView
 from loopback.auth import basic_auth
 
 from .api_utils import (
@@ -633,9 +635,6 @@ def test_server_settings_follows_settings(settings):
 
 
 def test_views_share_their_stateless_components(monkeypatch):
-    from django_presence.authentication import ZulipApiKeyAuthentication
-    from django_presence.views import UpdatePresenceView
-
     first, second = UpdatePresenceView(), UpdatePresenceView()
     assert first.get_parsers() is second.get_parsers()
     assert first.get_authenticators() is second.get_authenticators()
