@@ -2,8 +2,8 @@
 docs/performance.md. ``python -m bench --smoke`` runs every step at small sizes in seconds,
 checks the invariants (equal answers, statement counts, no HTTP errors), asserts no timing and
 writes nothing into the repository; it also runs the event-queue benchmarks at tiny sizes
-(``python -m bench.events_load`` and ``python -m bench.events_day``, whose full runs are
-commands of their own). ``python -m bench --report-only`` measures nothing: it renders
+(``python -m bench.events_load``, ``bench.events_day`` and ``bench.events_split``, whose full
+runs are commands of their own). ``python -m bench --report-only`` measures nothing: it renders
 docs/performance.md and its plots again from the stored results (after an edit of
 bench/templates/ or bench/report.py). See docs/performance.md."""
 
@@ -246,7 +246,11 @@ def memory(size: int, response_format: str) -> dict[str, Any]:
 
 # The event-queue benchmarks, at tiny sizes (each checks its own invariants: every poll gets
 # exactly its event, no errors). Their full runs are commands of their own (docs/performance.md).
-EVENTS_SMOKE = (("bench.events_load", "--smoke"), ("bench.events_day", "--smoke"))
+EVENTS_SMOKE = (
+    ("bench.events_load", "--smoke"),
+    ("bench.events_day", "--smoke"),
+    ("bench.events_split", "--smoke"),
+)
 
 
 def events_smoke() -> list[str]:

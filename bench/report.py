@@ -9,7 +9,6 @@ bench/templates/performance-events.md, filled in from bench.events_load's result
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -454,6 +453,8 @@ def events_markdown(runs: list[tuple[str, dict[str, Any]]]) -> str:
                     )
     redis = next((r["machine"].get("redis") for _label, r in runs if "redis" in r["machine"]), "")
     template = Template((TEMPLATES / "performance-events.md").read_text())
+    split_path = RESULTS / "events-split.json"
+    split = orjson.loads(split_path.read_bytes()) if split_path.exists() else None
     day_path = RESULTS / "events-day.json"
     day = orjson.loads(day_path.read_bytes()) if day_path.exists() else None
     if day is not None:
@@ -462,7 +463,10 @@ def events_markdown(runs: list[tuple[str, dict[str, Any]]]) -> str:
         redis=redis or "(not reached)",
         targets="\n".join(targets),
         runs="\n".join(rows),
-        missed=missed_cpu(runs) if missed else "",
+        missed=missed_cpu(runs, split) if missed else "",
+        split=split_markdown(runs, split)
+        if split
+        else "Not measured yet: `python -m bench.events_split`.",
         day=day_markdown(day) if day else "Not measured yet: `python -m bench.events_day`.",
     )
 
@@ -533,23 +537,62 @@ def day_markdown(results: dict[str, Any]) -> str:
     )
 
 
-def missed_cpu(runs: list[tuple[str, dict[str, Any]]]) -> str:
-    """Why the CPU target is missed, with the split of the first "after" run's cycle: the
-    answer (from the write until every poll has it) and the rest (the next poll)."""
+def _in_process_after(runs: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
+    """The first "after" run's in-process scenario (else its first): what the split explains."""
     label, results = next((r for r in runs if r[0].startswith("after")), runs[-1])
-    scenario = results["scenarios"][0]
-    rounds = [r for r in scenario["rounds"] if "cycle_cpu_ms" in r]
-    answer = statistics.median(r["server_cpu_ms"] for r in rounds) * 1000 / scenario["queues"]
+    scenarios = results["scenarios"]
+    return label, next((s for s in scenarios if s["backend"] == "in_process"), scenarios[0])
+
+
+def split_markdown(runs: list[tuple[str, dict[str, Any]]], split: dict[str, Any]) -> str:
+    """bench.events_split's figures beside the in-process delivery cost through uvicorn."""
+    label, scenario = _in_process_after(runs)
     cycle = scenario["cpu_per_delivery_us"]
+    app = split["answer_us"] + split["next_poll_us"]
+    rows = [
+        ("the answer: the write, the delivery pass, rendering and sending", split["answer_us"]),
+        (
+            "the next poll, until it waits: the request, the pipeline, the queue",
+            split["next_poll_us"],
+        ),
+        (
+            f"the HTTP server: the rest of the {label} in-process figure ({cycle:,.0f} µs)",
+            cycle - app,
+        ),
+    ]
+    cpu = "\n".join(f"| {name} | {value:,.0f} µs |" for name, value in rows)
+    memory = split["memory_per_waiting_poll_bytes"]
+    places = "\n".join(
+        f"| {name} | {size / 1024:.1f} KiB |" for name, size in memory.items() if name != "total"
+    )
     return (
-        f"The CPU target is **missed**. In the {label} run ({scenario['backend']}), answering "
-        f"the waiting polls costs about {answer:.0f} µs per poll (the write, one log read, each "
-        "event shape built once, every queue saved in one pass, the answer rendered by orjson); "
-        f"the other {cycle - answer:.0f} µs are the client's next poll, a whole HTTP request: "
-        "uvicorn's parsing, Django's request, DRF's request and parameters, the rate limit's "
-        "cache read and write, and above all authentication, an SQL query and the six model "
-        "instances it loads (the profile below). Reaching 150 µs would take authentication "
-        "without a query per poll (Zulip caches API keys, and clears the cache when a key or a "
-        "member changes) and a request path without DRF's objects: larger changes than this "
-        "work, left for later."
+        f"`python -m bench.events_split` ({split['polls']:,} polls, medians of "
+        f"{len(split['rounds']) - 1} rounds) drives the ASGI application without an HTTP server, "
+        "to tell the app's share from uvicorn's:\n\n"
+        "| part of a delivery | CPU |\n| --- | --- |\n"
+        f"{cpu}\n\n"
+        "What a waiting poll holds inside the app (tracemalloc; its key's rows are remembered "
+        "already, and uvicorn's connection comes on top):\n\n"
+        "| allocated by | per waiting poll |\n| --- | --- |\n"
+        f"{places}\n| **in all** | **{memory['total'] / 1024:.1f} KiB** |"
+    )
+
+
+def missed_cpu(runs: list[tuple[str, dict[str, Any]]], split: dict[str, Any] | None) -> str:
+    """Why the CPU target is missed, from the split when there is one."""
+    if split is None:
+        return "The CPU target is **missed**: `python -m bench.events_split` says where it goes."
+    label, scenario = _in_process_after(runs)
+    server = scenario["cpu_per_delivery_us"] - split["answer_us"] - split["next_poll_us"]
+    return (
+        f"The CPU target is **missed**. Of the {label} in-process figure, the app's answer costs "
+        f"{split['answer_us']:,.0f} µs and the client's next poll {split['next_poll_us']:,.0f} "
+        f"µs; uvicorn's share, about {server:,.0f} µs, is a request and a response over HTTP, "
+        "which no change inside the app removes. The next poll has no query left (the API key is "
+        "remembered, the rate limit is a cache read and write) and no thread hop of its own; "
+        "most of it is Django's `ASGIRequest`, DRF's `Request` and the view, the query string's "
+        "`QueryDict` and the parameters, and the queue's load, acknowledgement and save. Reaching "
+        "150 µs would take a poll path without Django's and DRF's request objects, answering "
+        "from the ASGI scope, and an HTTP server cheaper per request than uvicorn: left for "
+        "later (docs/performance.md, what remains)."
     )
