@@ -68,6 +68,7 @@ SETUP_CONCURRENCY = 32
 # A poll answers within the long-poll time (50 s); one that takes longer has failed.
 POLL_TIMEOUT_SECS = 70
 STOP_TIMEOUT_SECS = 30
+CLIENT_KEEPALIVE_SECS = 1.0
 
 
 @dataclass
@@ -266,7 +267,9 @@ async def run_day(
     presence_pids = _pids(presence) if presence not in servers else []
     pids = event_pids + presence_pids
     online, arriving = accounts[: day.online_at_start], accounts[day.online_at_start :]
-    connector = aiohttp.TCPConnector(limit=0)
+    # Idle connections are dropped well before gunicorn closes them (keep-alive 2 s): a post
+    # sent on one the server is closing fails with "Server disconnected", the client's race.
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=CLIENT_KEEPALIVE_SECS)
     timeout = aiohttp.ClientTimeout(total=POLL_TIMEOUT_SECS)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         cursor = await setup(session, presence.url, online)
