@@ -48,6 +48,7 @@ E_READ_DATABASE = "django_presence.E021"
 E_EVENT_BACKEND_CLASS = "django_presence.E022"
 E_TIMERS_IN_PROCESS = "django_presence.E023"
 E_EVENTS_AUTH_CACHE_SECS = "django_presence.E024"
+E_EVENTS_GC_THRESHOLD = "django_presence.E025"
 
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 # A long poll must answer this long before the zulip package's own timeout gives up on it.
@@ -90,6 +91,14 @@ def _is_seconds(value: Any) -> bool:
         and not isinstance(value, bool)
         and math.isfinite(value)
         and value >= 0
+    )
+
+
+def _is_gc_threshold(value: Any) -> bool:
+    return (
+        isinstance(value, tuple | list)
+        and len(value) == 3
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value)
     )
 
 
@@ -161,6 +170,13 @@ SETTING_RULES: tuple[SettingRule, ...] = (
         _passes_if(_is_seconds),
         "{name} must be a number of seconds, 0 or more, not {value!r}.",
         hint="Remove it to use the default ({default}); 0 authenticates every poll afresh.",
+    ),
+    SettingRule(
+        "PRESENCE_EVENTS_GC_THRESHOLD",
+        E_EVENTS_GC_THRESHOLD,
+        _passes_if(_or_none(_is_gc_threshold)),
+        "{name} must be three whole numbers, 0 or more, or None, not {value!r}.",
+        hint="Remove it to use the default {default}; None leaves Python's thresholds.",
     ),
     SettingRule(
         "PRESENCE_USER_LIMIT_FOR_EVENTS",

@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "PRESENCE_EVENT_LONG_POLL_SECS": 50,
     "PRESENCE_TIMERS_IN_PROCESS": True,
     "PRESENCE_EVENTS_AUTH_CACHE_SECS": 60,
+    "PRESENCE_EVENTS_GC_THRESHOLD": (50_000, 20, 100),
 }
 
 
@@ -155,6 +156,14 @@ class PresenceSettings:
         with (recent_keys.py): a change no message announced reaches its polls within this
         (60: longer than a long poll); 0 asks the database every time."""
         return float(self._get("PRESENCE_EVENTS_AUTH_CACHE_SECS"))
+
+    @property
+    def EVENTS_GC_THRESHOLD(self) -> tuple[int, int, int] | None:
+        """The garbage collector's thresholds (``gc.set_threshold``) that
+        events.asgi.get_asgi_application sets for the process it serves; None leaves Python's
+        (700, 10, 10)."""
+        value = self._get("PRESENCE_EVENTS_GC_THRESHOLD")
+        return None if value is None else (int(value[0]), int(value[1]), int(value[2]))
 
     @property
     def CAME_ONLINE_THRESHOLD_SECS(self) -> int:

@@ -182,6 +182,7 @@ def test_ids_are_unique_and_namespaced():
         checks.E_EVENT_BACKEND_CLASS,
         checks.E_TIMERS_IN_PROCESS,
         checks.E_EVENTS_AUTH_CACHE_SECS,
+        checks.E_EVENTS_GC_THRESHOLD,
     ]
     assert len(ids) == len(set(ids))
     assert all(check_id.startswith("django_presence.E") for check_id in ids)
@@ -205,6 +206,18 @@ def test_events_auth_cache_secs_must_be_seconds(value):
 @pytest.mark.parametrize("value", [0, 2.5, 10])
 def test_events_auth_cache_secs_takes_seconds(value):
     with override_settings(PRESENCE_EVENTS_AUTH_CACHE_SECS=value):
+        assert check_ids() == []
+
+
+@pytest.mark.parametrize("value", [700, (700, 10), (700, -1, 10), (700, 10, 1.5), "700,10,10"])
+def test_events_gc_threshold_must_be_three_counts(value):
+    with override_settings(PRESENCE_EVENTS_GC_THRESHOLD=value):
+        assert check_ids() == [checks.E_EVENTS_GC_THRESHOLD]
+
+
+@pytest.mark.parametrize("value", [None, (700, 10, 10), [50_000, 20, 100], (0, 0, 0)])
+def test_events_gc_threshold_takes_counts_or_none(value):
+    with override_settings(PRESENCE_EVENTS_GC_THRESHOLD=value):
         assert check_ids() == []
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 
+from django_presence.conf import DEFAULTS
 from django_presence.events.asgi import PresenceASGIHandler, get_asgi_application, is_long_poll
 
 
@@ -31,8 +34,27 @@ def test_only_get_events_is_a_long_poll(request_scope, long_poll):
     assert is_long_poll(request_scope) is long_poll
 
 
-def test_get_asgi_application():
+@pytest.fixture
+def python_gc_threshold():
+    """Whatever a test sets, the process gets its thresholds back."""
+    threshold = gc.get_threshold()
+    yield threshold
+    gc.set_threshold(*threshold)
+
+
+def test_get_asgi_application(python_gc_threshold):
     assert isinstance(get_asgi_application(), PresenceASGIHandler)
+    assert gc.get_threshold() == DEFAULTS["PRESENCE_EVENTS_GC_THRESHOLD"]
+
+
+def test_get_asgi_application_can_leave_the_gc_alone(python_gc_threshold, settings):
+    settings.PRESENCE_EVENTS_GC_THRESHOLD = None
+    gc.set_threshold(700, 10, 10)
+    get_asgi_application()
+    assert gc.get_threshold() == (700, 10, 10)
+    settings.PRESENCE_EVENTS_GC_THRESHOLD = (1000, 5, 5)
+    get_asgi_application()
+    assert gc.get_threshold() == (1000, 5, 5)
 
 
 async def _request(application: PresenceASGIHandler, method: str, path: str) -> tuple[int, bytes]:

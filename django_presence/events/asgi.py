@@ -25,6 +25,7 @@ In the host's asgi.py::
 
 from __future__ import annotations
 
+import gc
 import io
 from typing import Any
 
@@ -113,6 +114,14 @@ class PresenceASGIHandler(ASGIHandler):
 
 
 def get_asgi_application() -> PresenceASGIHandler:
-    """Like django.core.asgi.get_asgi_application, with PresenceASGIHandler."""
+    """Like django.core.asgi.get_asgi_application, with PresenceASGIHandler, and the garbage
+    collector's thresholds of PRESENCE_EVENTS_GC_THRESHOLD for this process: with Python's
+    (a young collection every 700 new objects), the collections that a burst of thousands of
+    polls sets off cost more than the polls (docs/performance.md)."""
     django.setup(set_prefix=False)
+    from django_presence.conf import presence_settings
+
+    threshold = presence_settings.EVENTS_GC_THRESHOLD
+    if threshold is not None:
+        gc.set_threshold(*threshold)
     return PresenceASGIHandler()
