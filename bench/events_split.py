@@ -4,7 +4,7 @@
     python -m bench.events_split --smoke    50 polls, 2 rounds, no results file
 
 bench/events_load.py measures through uvicorn, as clients see it. This drives
-django-presence's ASGI application (events/asgi.py) directly in one process, with the example
+django-presence's ASGI application (events/asgi.py, from get_asgi_application) directly in one process, with the example
 project on a SQLite file of its own and the in-process backend: N members of one realm each
 register a queue; in each round every member long-polls (``GET events`` with an API key,
 acknowledging the last event, as a Zulip client's next poll does) until all N wait, then one
@@ -80,12 +80,13 @@ def run(polls: int, rounds: int) -> dict[str, Any]:
 
     from django_presence import actions
     from django_presence.conf import presence_settings
-    from django_presence.events.asgi import PresenceASGIHandler
+    from django_presence.events.asgi import get_asgi_application
     from django_presence.events.service import register_event_queue
     from django_presence.events.wakeups import registry
 
     assert presence_settings.EVENT_BACKEND.endswith("InProcessBackend")
-    application = PresenceASGIHandler()
+    # As a deployment gets it: with the garbage collector's thresholds it sets.
+    application = get_asgi_application()
     realm = actions.do_create_realm("split", "Split")
     users = get_user_model().objects
     listeners: list[tuple[str, bytes]] = []
