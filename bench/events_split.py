@@ -4,18 +4,18 @@
     python -m bench.events_split --smoke    50 polls, 2 rounds, no results file
 
 bench/events_load.py measures through uvicorn, as clients see it. This drives
-django-presence's ASGI application (events/asgi.py, from get_asgi_application) directly in one process, with the example
-project on a SQLite file of its own and the in-process backend: N members of one realm each
-register a queue; in each round every member long-polls (``GET events`` with an API key,
-acknowledging the last event, as a Zulip client's next poll does) until all N wait, then one
-more member comes online and every poll is answered. Reported, as medians over the rounds
-after the first (whose polls look their keys up): the process's CPU time
-(``time.process_time``, every thread included) per **next poll**, from the request until it
-waits, and per **answer**, from the presence write until every poll has its answer sent; and,
-in one more round traced by tracemalloc, the bytes each waiting poll holds, by where they were
-allocated (its key's rows are remembered already). What
-events_load measures beyond these two is the HTTP server's share (uvicorn: parsing, the
-connection, writing).
+django-presence's ASGI application (events/asgi.py, as get_asgi_application makes it) directly
+in one process, with the example project on a SQLite file of its own and the in-process
+backend: N members of one realm each register a queue; in each round every member long-polls
+(``GET events`` with an API key, acknowledging the last event, as a Zulip client's next poll
+does) until all N wait, then one more member comes online and every poll is answered.
+Reported, as medians over the rounds after the first (whose polls look their keys up): the
+process's CPU time (``time.process_time``, every thread included) per **next poll**, from the
+request until it waits, and per **answer**, from the presence write until every poll has its
+answer sent; and, in one more round traced by tracemalloc, the bytes each waiting poll holds,
+by where they were allocated (its key's rows are remembered already). What events_load
+measures beyond these two is the HTTP server's share (uvicorn: parsing, the connection,
+writing).
 
 Writes bench/results/events-split.json (docs/performance.md quotes it).
 """
