@@ -45,6 +45,7 @@ from loopback.server import LoopbackServer, free_port
 
 from . import db
 from .events_load import (
+    CLIENT_KEEPALIVE_SECS,
     CLOCK_TICKS,
     REDIS_URL,
     USER_LIMIT_FOR_EVENTS,
@@ -68,7 +69,6 @@ SETUP_CONCURRENCY = 32
 # A poll answers within the long-poll time (50 s); one that takes longer has failed.
 POLL_TIMEOUT_SECS = 70
 STOP_TIMEOUT_SECS = 30
-CLIENT_KEEPALIVE_SECS = 1.0
 
 
 @dataclass

@@ -56,6 +56,7 @@ REGISTER_CONCURRENCY = 32
 SETTLE_FLOOR_SECS = 1.0
 SETTLE_SAMPLE_SECS = 0.25
 QUIET_SAMPLES = 4
+CLIENT_KEEPALIVE_SECS = 1.0
 QUIET_TICKS = 1  # CPU clock ticks (usually 1/100 s) per sample that still count as idle
 
 
@@ -225,7 +226,9 @@ async def run_scenario(
             scenario.redis_used_memory_mib[label] = round(used / 2**20, 1)
 
     memory("idle")
-    connector = aiohttp.TCPConnector(limit=0)
+    # Idle connections are dropped before uvicorn closes them (keep-alive 5 s): a request sent
+    # on one the server is closing fails with "Server disconnected", the client's race.
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=CLIENT_KEEPALIVE_SECS)
     timeout = aiohttp.ClientTimeout(total=PHASE_TIMEOUT_SECS)
     latencies: list[float] = []
     after_post: list[float] = []
