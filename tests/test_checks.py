@@ -215,7 +215,7 @@ def test_events_gc_threshold_must_be_three_counts(value):
         assert check_ids() == [checks.E_EVENTS_GC_THRESHOLD]
 
 
-@pytest.mark.parametrize("value", [None, (700, 10, 10), [50_000, 20, 100], (0, 0, 0)])
+@pytest.mark.parametrize("value", [None, (700, 10, 10), [50_000, 20, 10], (0, 0, 0)])
 def test_events_gc_threshold_takes_counts_or_none(value):
     with override_settings(PRESENCE_EVENTS_GC_THRESHOLD=value):
         assert check_ids() == []
