@@ -32,6 +32,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
@@ -125,14 +126,35 @@ def _forget_on_change(sender: Any, *, created: bool = False, **kwargs: Any) -> N
         forget_recent_api_keys()
 
 
+def _forget_on_user_change(
+    sender: Any,
+    *,
+    created: bool = False,
+    update_fields: frozenset[str] | None = None,
+    **kwargs: Any,
+) -> None:
+    # Users are saved often for other reasons (Django's login saves last_login): only what
+    # authentication reads of them counts.
+    if update_fields is not None and not update_fields & _user_fields_read():
+        return
+    _forget_on_change(sender, created=created)
+
+
+def _user_fields_read() -> set[str]:
+    return {"is_active", get_user_model().get_email_field_name()}
+
+
 def connect() -> None:
     """Forget the keys whenever a row they were loaded from is saved or deleted."""
     from .models import ApiKey, PresenceSequence, Realm, RealmMember
 
     for model in (ApiKey, RealmMember, Realm, PresenceSequence, settings.AUTH_USER_MODEL):
+        receiver = (
+            _forget_on_user_change if model == settings.AUTH_USER_MODEL else _forget_on_change
+        )
         for signal in (post_save, post_delete):
             signal.connect(
-                _forget_on_change,
+                receiver,
                 sender=model,
                 weak=False,
                 dispatch_uid=f"django_presence.recent_keys.{signal is post_save}.{model}",

@@ -146,6 +146,21 @@ def test_a_change_in_this_process_is_seen_once_committed(
         _authenticate(member, raw_key)
 
 
+def test_saving_what_authentication_does_not_read_of_a_user_forgets_nothing(
+    keyed, django_capture_on_commit_callbacks
+):
+    member, _api_key, raw_key = keyed
+    first = _authenticate(member, raw_key)
+    user = type(member.user).objects.get(pk=member.user_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        user.last_login = timezone.now()
+        user.save(update_fields=["last_login"])  # what Django's login does
+    assert _authenticate(member, raw_key) is first
+    with django_capture_on_commit_callbacks(execute=True):
+        user.save(update_fields=["last_login", "is_active"])
+    assert _authenticate(member, raw_key) is not first
+
+
 def test_a_lost_event_is_seen_once_committed(keyed, django_capture_on_commit_callbacks):
     member, _api_key, raw_key = keyed
     before = _authenticate(member, raw_key).realm.presence_sequence.events_lost
