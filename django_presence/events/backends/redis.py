@@ -327,7 +327,8 @@ class _Listener(threading.Thread):
             realm = message["channel"].rpartition(":")[2]
             if realm == KEYS_CHANGED:
                 recent_api_keys.forget_all()
-            elif not realm.isdigit():
+                return
+            if not realm.isdigit():
                 return  # not one of ours: it must not end the subscription
             if message["data"] == NEW_ENTRY:
                 registry.wake_realm(int(realm))
