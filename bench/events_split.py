@@ -33,13 +33,13 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .events_load import machine
+from .server import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "events-split.json"
 ROUND_TIMEOUT_SECS = 60
 # tracemalloc frames are matched to these, first match wins: where a waiting poll's bytes were
@@ -55,7 +55,6 @@ MEMORY_PLACES = (
 )
 
 Scope = dict[str, Any]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def setup_django(directory: str) -> None:
