@@ -19,6 +19,16 @@ REGISTER_URL = "/api/v1/register"
 EVENTS_URL = "/api/v1/events"
 
 
+def log_entry(user_id: int, timestamp: int = 1700000000) -> dict[str, Any]:
+    """A realm-log entry of a presence change, as the events receiver publishes it."""
+    return {
+        "user_id": user_id,
+        "email": f"user{user_id}@example.com",
+        "server_timestamp": timestamp + 0.5,
+        "presence": {"active_timestamp": timestamp, "idle_timestamp": timestamp},
+    }
+
+
 def register(api_client: Any, /, **params: Any) -> Any:
     """POST register; like the zulip package, always with ``narrow=[]``."""
     params.setdefault("narrow", [])

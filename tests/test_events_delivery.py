@@ -31,19 +31,10 @@ from django_presence.serializers import (
     ZulipParamsSerializer,
 )
 
-from .events_utils import register_queue, use_fresh_backends
+from .events_utils import log_entry, register_queue, use_fresh_backends
 
 POLLS = 20
 ANSWER_TIMEOUT_SECS = 20
-
-
-def entry(user_id: int) -> dict[str, Any]:
-    return {
-        "user_id": user_id,
-        "email": f"user{user_id}@example.com",
-        "server_timestamp": 1700000000.5,
-        "presence": {"active_timestamp": 1700000000, "idle_timestamp": 1700000000},
-    }
 
 
 def register(member: RealmMember, **flags: bool) -> str:
@@ -81,7 +72,7 @@ def test_one_pass_answers_every_waiting_poll_with_one_log_read(make_member, sett
         while service.registry.waiting() < POLLS:
             await asyncio.sleep(0.01)
         monkeypatch.setattr(backend, "read_log", reads)
-        await asyncio.to_thread(backend.publish, subject.realm_id, entry(subject.user_id))
+        await asyncio.to_thread(backend.publish, subject.realm_id, log_entry(subject.user_id))
         return await asyncio.wait_for(asyncio.gather(*polls), ANSWER_TIMEOUT_SECS)
 
     answers = asyncio.run(scenario())
@@ -102,8 +93,8 @@ def test_several_pending_entries_come_in_one_answer(make_member, settings, monke
     watcher, first, second = make_member(), make_member(), make_member()
     queue_id = register(watcher)
     backend = get_event_backend()
-    backend.publish(watcher.realm_id, entry(first.user_id))
-    backend.publish(watcher.realm_id, entry(second.user_id))
+    backend.publish(watcher.realm_id, log_entry(first.user_id))
+    backend.publish(watcher.realm_id, log_entry(second.user_id))
     answer = async_to_sync(get_events)(
         watcher, queue_id=queue_id, last_event_id=-1, dont_block=False, limited=False
     )
@@ -136,7 +127,7 @@ def test_a_delivery_to_a_changed_queue_lets_the_poll_look_for_itself(
         stale = waiter.snapshot.copy()
         stale.version -= 1
         waiter.snapshot = stale
-        await asyncio.to_thread(backend.publish, watcher.realm_id, entry(subject.user_id))
+        await asyncio.to_thread(backend.publish, watcher.realm_id, log_entry(subject.user_id))
         return await asyncio.wait_for(poll, ANSWER_TIMEOUT_SECS)
 
     answer = asyncio.run(scenario())
@@ -175,7 +166,7 @@ def test_an_api_key_long_poll_is_answered_by_the_application(
     use_fresh_backends(monkeypatch)
     client = api_client_for(hamlet)
     queue_id = register_queue(client)
-    get_event_backend().publish(hamlet.realm_id, entry(othello.user_id))
+    get_event_backend().publish(hamlet.realm_id, log_entry(othello.user_id))
     authorization = client._credentials["HTTP_AUTHORIZATION"]
     query = f"queue_id={queue_id}&last_event_id=-1&dont_block=true&extra=1"
     status, body = async_to_sync(_asgi_get)("/api/v1/events", query, authorization)

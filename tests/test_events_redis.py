@@ -28,7 +28,7 @@ from django_presence.models import ApiKey
 from django_presence.recent_keys import forget_recent_api_keys, recent_api_keys
 
 from .api_utils import frozen_now, now_seconds, post_presence, success, ts
-from .events_utils import after, delete_queue, get_events, poll, register_queue
+from .events_utils import after, delete_queue, get_events, log_entry, poll, register_queue
 
 REDIS_URL = os.environ.get("PRESENCE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PREFIX = f"presence-test-{uuid.uuid4().hex[:12]}"
@@ -66,15 +66,6 @@ def backend(settings, raw_redis):
     return get_event_backend()
 
 
-def entry(user_id: int, timestamp: int = 1700000000) -> dict[str, Any]:
-    return {
-        "user_id": user_id,
-        "email": f"user{user_id}@example.com",
-        "server_timestamp": timestamp + 0.25,
-        "presence": {"active_timestamp": timestamp, "idle_timestamp": timestamp},
-    }
-
-
 def new_queue(realm_id: int = 1, user_id: int = 10) -> EventQueue:
     return EventQueue.new(
         user_id=user_id,
@@ -92,12 +83,12 @@ def test_keys_and_channels_carry_the_prefix(backend):
 
 
 def test_each_change_is_stored_once_per_realm_and_read_past_a_cursor(backend, raw_redis):
-    backend.publish(1, entry(100))
+    backend.publish(1, log_entry(100))
     queue = new_queue(realm_id=1)
     backend.create_queue(queue)
     for user_id in (101, 102, 103):
-        backend.publish(1, entry(user_id))
-    backend.publish(2, entry(200))
+        backend.publish(1, log_entry(user_id))
+    backend.publish(2, log_entry(200))
     # One stream entry per change, whatever the number of queues.
     assert raw_redis.xlen(log_key(1)) == 4
     assert raw_redis.xlen(log_key(2)) == 1
@@ -112,7 +103,7 @@ def test_each_change_is_stored_once_per_realm_and_read_past_a_cursor(backend, ra
 
 def test_logs_expire_when_the_realm_is_quiet(backend, raw_redis, settings):
     settings.PRESENCE_EVENT_QUEUE_TIMEOUT_SECS = 120
-    backend.publish(1, entry(100))
+    backend.publish(1, log_entry(100))
     assert 170 < raw_redis.ttl(log_key(1)) <= 180  # the timeout plus the clock-skew margin
 
 
@@ -189,7 +180,7 @@ def test_foreign_messages_do_not_end_the_subscription(backend, raw_redis):
 
 def test_publishing_wakes_the_realms_polls(backend):
     queue = new_queue(realm_id=4)
-    assert _wait_for_wake(backend, queue, lambda: backend.publish(4, entry(1))) < 2
+    assert _wait_for_wake(backend, queue, lambda: backend.publish(4, log_entry(1))) < 2
 
 
 def test_deleting_a_queue_wakes_its_poll_only(backend, raw_redis):
@@ -292,7 +283,7 @@ def test_events_through_the_api(
         }
     ]
     later = moment + timedelta(seconds=1)
-    with after(0.3, lambda: backend.publish(hamlet.realm_id, entry(hamlet.user_id, ts(later)))):
+    with after(0.3, lambda: backend.publish(hamlet.realm_id, log_entry(hamlet.user_id, ts(later)))):
         body = success(get_events(watcher, queue_id=queue_id, last_event_id=0))
     assert body["queue_id"] == queue_id
     assert [(event["id"], event["user_id"]) for event in body["events"]] == [(1, hamlet.user_id)]

@@ -32,7 +32,7 @@ from django_presence.events.queues import EventQueue
 from django_presence.events.service import get_events, register_event_queue
 from django_presence.models import PresenceSequence, RealmMember
 from tests.api_utils import post_presence, success
-from tests.events_utils import after, register, register_queue
+from tests.events_utils import after, log_entry, register, register_queue
 from tests.events_utils import get_events as http_get_events
 
 from .redis_server import RedisServer, private_redis_fixture  # noqa: F401
@@ -196,15 +196,6 @@ def new_queue(realm_id: int) -> EventQueue:
     )
 
 
-def entry(user_id: int) -> dict[str, Any]:
-    return {
-        "user_id": user_id,
-        "email": f"user{user_id}@example.com",
-        "server_timestamp": 1700000000.5,
-        "presence": {"active_timestamp": 1700000000, "idle_timestamp": 1700000000},
-    }
-
-
 def test_the_first_commands_after_a_restart_succeed(events_redis, backend):
     """In one event loop, as in a server process: every command the backend sends works on the
     first try after Redis restarted, although its pooled connections were closed by the old
@@ -215,7 +206,7 @@ def test_the_first_commands_after_a_restart_succeed(events_redis, backend):
         backend.create_queue(before)
         loaded = await backend.load_queue(before.queue_id)
         assert loaded is not None and await backend.save_queue(loaded)
-        backend.publish(1, entry(1))
+        backend.publish(1, log_entry(1))
         async with backend.waiting(before):
             pass
 
@@ -227,11 +218,11 @@ def test_the_first_commands_after_a_restart_succeed(events_redis, backend):
         assert loaded is not None
         loaded.add_heartbeat()
         assert await backend.save_queue(loaded)
-        backend.publish(1, entry(2))
+        backend.publish(1, log_entry(2))
         assert [e["user_id"] for _p, e in await backend.read_log(1, queue.read_pos)] == [2]
         async with backend.waiting(queue) as waiter:
             started = time.monotonic()
-            with after(0.2, lambda: backend.publish(1, entry(3))):
+            with after(0.2, lambda: backend.publish(1, log_entry(3))):
                 await waiter.wait(PROMPT_SECS)
             assert time.monotonic() - started < PROMPT_SECS
         await backend.delete_queue(loaded)
