@@ -26,8 +26,8 @@ from django_presence.events.service import get_events, register_event_queue
 from django_presence.events.wakeups import registry
 from django_presence.models import RealmMember
 
-from .events_utils import use_fresh_backends
-from .test_events_redis import REDIS_URL, entry, redis_reachable
+from .events_utils import log_entry, use_fresh_backends
+from .test_events_redis import REDIS_URL, redis_reachable
 
 pytestmark = pytest.mark.django_db
 
@@ -117,7 +117,7 @@ def test_a_newer_poll_supersedes_the_waiting_one(backend, member):
             "queue_id": queue_id,
         }
         assert not newer.done()
-        backend.publish(member.realm_id, entry(77))
+        backend.publish(member.realm_id, log_entry(77))
         answer = await asyncio.wait_for(newer, ANSWER_TIMEOUT_SECS)
         assert (answer["queue_id"], presence_ids(answer)) == (queue_id, [(0, 77)])
 
@@ -148,7 +148,7 @@ def test_a_poll_whose_acknowledgement_fails_supersedes_nothing(backend, member):
             await poll(member, queue_id, last_event_id=5)
         await asyncio.sleep(0.2)
         assert not waiting.done()
-        backend.publish(member.realm_id, entry(78))
+        backend.publish(member.realm_id, log_entry(78))
         answer = await asyncio.wait_for(waiting, ANSWER_TIMEOUT_SECS)
         assert presence_ids(answer) == [(0, 78)]
 
@@ -194,7 +194,7 @@ def test_many_concurrent_polls_all_succeed_and_the_newest_gets_the_event(
             for task in polls:
                 if task is not newest:
                     assert task.result() == {"events": [], "queue_id": queue_id}
-            backend.publish(member.realm_id, entry(80))
+            backend.publish(member.realm_id, log_entry(80))
             answer = await asyncio.wait_for(newest, ANSWER_TIMEOUT_SECS)
             assert (answer["queue_id"], presence_ids(answer)) == (queue_id, [(0, 80)])
         finally:
